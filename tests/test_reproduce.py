@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from kd_repro import core
+from kd_repro.reproduce import README_END, README_START, main, reproduce
+
+
+def _notebook(path: Path, body: str):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "quick"\nseed = 0\nout_dir = None')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+SAVE = ("from kd_repro.core import save_results, result_row\n"
+        "save_results('{name}', [result_row('Table 1', 'teacher', 91.5, 98.91)], profile=profile, out_dir=out_dir)")
+
+
+@pytest.fixture
+def tiny_nbs(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "10_good.ipynb", SAVE.format(name="10_good"))
+    _notebook(nbs / "11_bad.ipynb", "x = 1\nraise ValueError('deliberate failure')")
+    _notebook(nbs / "12_after.ipynb", SAVE.format(name="12_after"))
+    return nbs
+
+
+def test_failing_notebook_is_named_and_others_still_written(tiny_nbs, tmp_path):
+    lines = []
+    status = reproduce("smoke", out=tmp_path / "reports", nbs_dir=tiny_nbs,
+                       log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert status == 1
+    out = tmp_path / "reports" / "smoke"
+    assert (out / "results" / "10_good.json").exists() and (out / "results" / "12_after.json").exists()
+    error = [l for l in lines if l.startswith("error:")]
+    assert error and "11_bad" in error[0] and "cell" in error[0] and "deliberate failure" in error[0]
+    md = (out / "RESULTS.md").read_text()
+    assert "| teacher | accuracy_% | 98.91 | 91.50 | -7.41 |" in md
+    assert "11_bad | FAILED" in md
+    assert (out / "11_bad.ipynb").exists()  # the executed copy with the traceback
+
+
+def test_only_runs_the_named_notebook_and_refreshes_readme(tiny_nbs, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_START}\nold\n{README_END}\n")
+    assert reproduce("smoke", only="good", out=tmp_path / "r", nbs_dir=tiny_nbs, readme=readme,
+                     log=lambda *a, **k: None) == 0
+    assert [p.name for p in (tmp_path / "r" / "smoke" / "results").iterdir()] == ["10_good.json"]
+    text = readme.read_text()
+    assert "old" not in text and "91.50" in text and text.startswith("# x\n")
+
+
+def test_results_md_from_saved_json(tmp_path):
+    core.save_results("13_dafl", [core.result_row("Table 1", "DAFL", 97.0, 98.2, std=0.3)],
+                      profile="quick", out_dir=tmp_path / "quick", title="DAFL")
+    from kd_repro.reproduce import results_markdown
+    md = results_markdown(tmp_path / "quick", "quick")
+    assert "## 13_dafl — DAFL" in md and "97.00 ± 0.30" in md and "-1.20" in md
+
+
+def test_cli_unknown_profile_is_one_line_error():
+    cli = Path(sys.executable).parent / "kd_repro"
+    proc = subprocess.run([str(cli), "reproduce", "--profile", "nope"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "smoke, quick, paper" in err[0]
+
+
+def test_cli_help_lists_commands():
+    cli = Path(sys.executable).parent / "kd_repro"
+    proc = subprocess.run([str(cli), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "reproduce" in proc.stdout and "profiles" in proc.stdout
