@@ -136,6 +136,7 @@ def result_row(table: str, row: str, reproduced, paper=None, *, metric: str = "a
 
 # %% ../nbs/00_core.ipynb #4c2bf394
 RESULT_KEYS = ("notebook", "profile", "seed", "rows")
+_STARTED = time.perf_counter()  # a notebook's kernel imports kd_repro first: its run time is counted from here
 
 
 def git_commit(folder: Path | None = None) -> str:
@@ -154,6 +155,7 @@ def git_commit(folder: Path | None = None) -> str:
 def save_results(notebook: str, rows, *, profile: str, seed: int = 0, seeds=None, data=None,
                  seconds=None, title: str | None = None, out_dir=None) -> Path:
     "Write the rows of one notebook run, with their provenance, to `<report dir>/results/<notebook>.json`."
+    seconds = time.perf_counter() - _STARTED if seconds is None else seconds
     rows = rows.to_dict("records") if hasattr(rows, "to_dict") else list(rows)
     for r in rows:
         missing = {"table", "row", "reproduced"} - set(r)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -174,11 +175,19 @@ def readme_body(out_dir, profile: str) -> str:
     return (f"Profile `{profile}`, from `reports/{profile}/RESULTS.md`.\n\n" + body).replace("\n## ", "\n### ")
 
 # %% ../nbs/90_reproduce.ipynb #67cae60e
+def _absolute_env_paths():
+    "Kernels run in `nbs/`: make relative `KD_REPRO_DATA` / `KD_REPRO_CACHE` absolute first."
+    for var in ("KD_REPRO_DATA", "KD_REPRO_CACHE"):
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
+
+
 def reproduce(profile: str = "quick", only=None, out="reports", seed: int = 0, nbs_dir=None,
               readme=None, log=print) -> int:
     "Run the notebooks, write `<out>/<profile>/RESULTS.md`; 0 if every notebook succeeded, else 1."
     get_profile(profile)
     notebooks = list_notebooks(nbs_dir, only)
+    _absolute_env_paths()
     out_dir = Path(out) / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = []

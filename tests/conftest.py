@@ -16,6 +16,9 @@ def smoke_out(tmp_path_factory):
 @pytest.fixture(autouse=True, scope="session")
 def _cache_env(tmp_path_factory):
     "Tests use their own teacher cache unless KD_REPRO_CACHE is set (CI sets it to the clone's .cache)."
+    for var in ("KD_REPRO_DATA", "KD_REPRO_CACHE"):  # notebooks run in nbs/: relative paths would move
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
     if not os.environ.get("KD_REPRO_CACHE"):
         os.environ["KD_REPRO_CACHE"] = str(tmp_path_factory.mktemp("kd_cache"))
     yield

@@ -1,0 +1,120 @@
+"Data sources read the real formats; missing data is a clear error, never random tensors."
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from kd_repro import data
+from kd_repro.data import DataUnavailable, get_dataset, read_idx, write_cifar_batch, write_idx
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("KD_REPRO_OFFLINE", "1")
+    data._load.cache_clear()
+    yield
+    data._load.cache_clear()
+
+
+def _mnist_folder(root, split, n, compress=True, sub="mnist"):
+    rng = np.random.default_rng(1)
+    folder = root / sub
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "train" if split == "train" else "t10k"
+    ext = ".gz" if compress else ""
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    write_idx(folder / f"{stem}-images-idx3-ubyte{ext}", images)
+    write_idx(folder / f"{stem}-labels-idx1-ubyte{ext}", np.arange(n) % 10)
+    return images
+
+
+def test_idx_roundtrip_gz_and_raw(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (3, 5, 4), dtype=np.uint8)
+    write_idx(tmp_path / "x.gz", a)
+    write_idx(tmp_path / "x", a)
+    assert gzip.decompress((tmp_path / "x.gz").read_bytes()) == (tmp_path / "x").read_bytes()
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), a) and np.array_equal(read_idx(tmp_path / "x"), a)
+
+
+def test_idx_rejects_garbage(tmp_path):
+    (tmp_path / "bad").write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(ValueError, match="not an idx file"):
+        read_idx(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_mnist_from_folder_with_provenance(tmp_path, offline, compress):
+    images = _mnist_folder(tmp_path, "test", 12, compress)
+    ds, prov = get_dataset("mnist", "test", root=tmp_path)
+    assert prov["source"] == f"folder {tmp_path}" and prov["count"] == 12
+    assert len(prov["files"]) == 2 and all(len(h) == 32 for h in prov["files"].values())
+    assert torch.allclose(ds.images[:, 0] * 255, torch.tensor(images, dtype=torch.float32))
+    x, y = ds[3]
+    assert x.shape == (1, 28, 28) and y == 3
+    # normalised with MNIST's constants
+    assert torch.allclose(x, (ds.images[3] - 0.1307) / 0.3081)
+
+
+def test_torchvision_layout_and_resize(tmp_path, offline):
+    _mnist_folder(tmp_path, "test", 4, sub="MNIST/raw")
+    ds, prov = get_dataset("mnist", "test", root=tmp_path, size=32)
+    assert ds.images.shape == (4, 1, 32, 32)
+    assert torch.all(ds.images[:, :, :2] == 0) and torch.all(ds.images[:, :, :, -2:] == 0)  # 2-pixel frame
+
+
+def test_offline_mnist_holds_out_test_when_no_official_test(tmp_path, offline):
+    train, tp = get_dataset("mnist", "train", root=tmp_path)
+    test, sp = get_dataset("mnist", "test", root=tmp_path)
+    assert (len(train), len(test)) == (4000, 1000)
+    assert "held" in tp["source"] and "held-out" in sp["source"]
+    assert torch.bincount(test.labels).tolist() == [100] * 10
+    # no image of the held-out test set is in the training set
+    flat_train = {bytes(img.numpy().tobytes()) for img in (train.images * 255).round().to(torch.uint8)}
+    assert not any(bytes(img.numpy().tobytes()) in flat_train for img in (test.images * 255).round().to(torch.uint8)[:200])
+
+
+def test_offline_mnist_train_is_all_5000_when_official_test_exists(tmp_path, offline):
+    _mnist_folder(tmp_path, "test", 10)
+    train, prov = get_dataset("mnist", "train", root=tmp_path)
+    assert len(train) == 5000 and "all 5,000" in prov["source"]
+
+
+def test_cifar_pickles_from_folder(tmp_path, offline):
+    rng = np.random.default_rng(0)
+    for name, folder, files, fine in [("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], False),
+                                      ("cifar100", "cifar-100-python", ["train", "test"], True)]:
+        (tmp_path / folder).mkdir()
+        for f in files:
+            write_cifar_batch(tmp_path / folder / f, rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), [7, 1], fine=fine)
+        ds, prov = get_dataset(name, "train", root=tmp_path)
+        assert ds.images.shape == (10 if name == "cifar10" else 2, 3, 32, 32) and ds.labels[0] == 7
+        assert prov["source"].startswith("folder")
+
+
+def test_missing_data_is_a_clear_error(tmp_path, offline):
+    with pytest.raises(DataUnavailable, match="no source has cifar10 train") as err:
+        get_dataset("cifar10", "train", root=tmp_path)
+    assert str(tmp_path) in str(err.value) and "KD_REPRO_DATA" in str(err.value)
+
+
+def test_unknown_names(tmp_path):
+    with pytest.raises(ValueError, match="unknown data set 'svhn'"):
+        get_dataset("svhn")
+    with pytest.raises(ValueError, match="split must be"):
+        get_dataset("mnist", "valid")
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        get_dataset("digits", augment="mixup")
+
+
+def test_limit_is_a_seeded_subset():
+    a, _ = get_dataset("digits", limit=100, seed=3)
+    b, _ = get_dataset("digits", limit=100, seed=3)
+    c, _ = get_dataset("digits", limit=100, seed=4)
+    assert len(a) == 100 and torch.equal(a.labels, b.labels) and not torch.equal(a.labels, c.labels)
+
+
+def test_digits_look_like_mnist():
+    ds, prov = get_dataset("digits")
+    assert ds.images.shape == (1797, 1, 28, 28) and "scikit-learn" in prov["source"]
+    assert ds.images[:, :, :4].max() == 0 and ds.images.max() > 0.9  # a blank border, ink in the box

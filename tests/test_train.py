@@ -1,0 +1,74 @@
+"The engine: fit/distill on real digits, cached teachers, determinism, bad input."
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kd_repro.core import seed_everything
+from kd_repro.data import get_dataset, get_loader
+from kd_repro.models import build_model
+from kd_repro.train import (NoiseSynthesizer, TransferSet, distill, evaluate, fit, train_teacher)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds, _ = get_dataset("digits")
+    return torch.utils.data.random_split(ds, [1500, 297], torch.Generator().manual_seed(0))
+
+
+def soft(s, t, y):
+    return F.kl_div(F.log_softmax(s, 1), F.softmax(t, 1), reduction="batchmean")
+
+
+def _trained(digits, seed):
+    seed_everything(seed)
+    model = build_model("hinton_student")
+    fit(model, get_loader(digits[0], 64, seed=seed), 2)
+    return evaluate(model, get_loader(digits[1], 300, train=False))
+
+
+def test_same_seed_same_accuracy_to_the_last_digit(digits):
+    a, b = _trained(digits, 0), _trained(digits, 0)
+    assert a == b and a["accuracy"] > 80
+
+
+def test_distill_from_a_synthesizer_learns_something(digits):
+    seed_everything(0)
+    teacher = build_model("hinton_student")
+    fit(teacher, get_loader(digits[0], 64), 2)
+    student = build_model("hinton_student")
+    images = torch.stack([digits[0][i][0] for i in range(len(digits[0]))])
+    distill(student, teacher, TransferSet(images, 64), soft, 2)
+    acc = evaluate(student, get_loader(digits[1], 300, train=False))["accuracy"]
+    assert acc > 70  # labels were never seen: only the teacher's outputs on the images
+
+
+def test_noise_synthesizer_and_bad_sources(digits):
+    student, teacher = build_model("hinton_student"), build_model("hinton_student")
+    hist = distill(student, teacher, NoiseSynthesizer((1, 28, 28), 8, 2), soft, 1)
+    assert len(hist) == 1 and hist[0]["loss"] >= 0
+    with pytest.raises(ValueError, match="source must be"):
+        distill(student, teacher, 5, soft)
+    with pytest.raises(ValueError, match="needs labelled batches"):
+        evaluate(student, [torch.zeros(2, 1, 28, 28)])
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        fit(student, get_loader(digits[0], 64), 1, optimizer="lbfgs")
+
+
+def test_teacher_cache_hit_and_corrupt_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("KD_REPRO_CACHE", str(tmp_path))
+    kwargs = dict(epochs=1, train_limit=256, test_limit=256, size=32, seed=0)
+    first, info1 = train_teacher("lenet5", "fashion_mnist", **kwargs)
+    second, info2 = train_teacher("lenet5", "fashion_mnist", **kwargs)
+    assert not info1["cached"] and info2["cached"] and info2["test_accuracy"] == info1["test_accuracy"]
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    path = tmp_path / "teachers" / info1["path"].split("/")[-1]
+    path.write_bytes(path.read_bytes()[:200])  # a crash mid-copy
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        third, info3 = train_teacher("lenet5", "fashion_mnist", **kwargs)
+    assert not info3["cached"] and any("unusable" in str(w.message) for w in caught)
+    assert info3["test_accuracy"] == info1["test_accuracy"]  # retrained identically
+    _, other = train_teacher("lenet5", "fashion_mnist", **{**kwargs, "seed": 1})
+    assert other["path"] != info1["path"]
