@@ -36,6 +36,8 @@ PROFILES: dict[str, dict] = {
         "hinton": {"teacher_epochs": 1, "student_epochs": 1, "temperatures": [1, 20], "T": 20, "hard_weight": 0.1,
                    "small_fraction": 0.1, "small_epochs": 2, "n_clusters": 3, "top_n": 2,
                    "specialist_images": 256, "specialist_epochs": 1, "specialist_lr": 3e-4, "combine_steps": 20, "seeds": [0]},
+        "lopes": {"T": 8, "per_class": {"mlp": 3, "lenet": 3}, "steps": 5, "lr": 0.05, "keep": 0.1,
+                  "distill_epochs": 1, "student_epochs": 1, "batch_size": 64},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -47,6 +49,8 @@ PROFILES: dict[str, dict] = {
         "hinton": {"teacher_epochs": 40, "student_epochs": 30, "temperatures": [1, 2, 4, 8, 20], "T": 20,
                    "hard_weight": 0.1, "small_fraction": 0.03, "small_epochs": 60, "n_clusters": 5, "top_n": 2,
                    "specialist_images": 12000, "specialist_epochs": 5, "specialist_lr": 3e-4, "combine_steps": 200, "seeds": [0, 1, 2]},
+        "lopes": {"T": 8, "per_class": {"mlp": 60, "lenet": 200}, "steps": 200, "lr": 0.05, "keep": 0.1,
+                  "distill_epochs": 30, "student_epochs": 30, "batch_size": 64},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -58,6 +62,8 @@ PROFILES: dict[str, dict] = {
         "hinton": {"teacher_epochs": 100, "student_epochs": 60, "temperatures": [1, 2, 4, 8, 20], "T": 20,
                    "hard_weight": 0.1, "small_fraction": 0.03, "small_epochs": 60, "n_clusters": 5, "top_n": 2,
                    "specialist_images": 60000, "specialist_epochs": 10, "specialist_lr": 3e-4, "combine_steps": 300, "seeds": [0, 1, 2]},
+        "lopes": {"T": 8, "per_class": {"mlp": 6400, "lenet": 6400}, "steps": 1000, "lr": 0.05, "keep": 0.1,
+                  "distill_epochs": 30, "student_epochs": 10, "batch_size": 64},
     },
 }
 

@@ -11,9 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .core import get_profile
+from .train import train_teacher
+
 # %% auto #0
-__all__ = ['soft_targets', 'kd_loss', 'distillation_loss', 'without_classes', 'bias_for_prediction_rate', 'prediction_covariance',
-           'correlation', 'cluster_classes', 'SpecialistLabels', 'make_specialist', 'combine_specialists']
+__all__ = ['soft_targets', 'kd_loss', 'distillation_loss', 'mnist_mlp_teacher', 'without_classes', 'bias_for_prediction_rate',
+           'prediction_covariance', 'correlation', 'cluster_classes', 'SpecialistLabels', 'make_specialist',
+           'combine_specialists']
 
 # %% ../nbs/10_hinton.ipynb #7eff8538
 def _check_logits(name: str, logits: torch.Tensor):
@@ -59,6 +63,15 @@ def distillation_loss(T: float, hard_weight: float = 0.1):
             return soft
         return (1 - hard_weight) * soft + hard_weight * F.cross_entropy(student_logits, labels)
     return loss
+
+# %% ../nbs/10_hinton.ipynb #639afff1
+def mnist_mlp_teacher(profile: str, seed: int = 0):
+    "The profile's 784-1200-1200-10 MNIST teacher (dropout, ±2 px jitter), trained once and cached."
+    budget = get_profile(profile)
+    H, D = budget["hinton"], budget["data"]
+    return train_teacher("hinton_teacher", "mnist", epochs=H["teacher_epochs"], lr=1e-3, batch_size=D["batch_size"],
+                         augment="shift", schedule="onecycle", train_limit=D["train_limit"],
+                         test_limit=D["test_limit"], seed=seed)
 
 # %% ../nbs/10_hinton.ipynb #d8e65f41
 def without_classes(labels: torch.Tensor, classes) -> torch.Tensor:
