@@ -38,6 +38,8 @@ PROFILES: dict[str, dict] = {
                    "specialist_images": 256, "specialist_epochs": 1, "specialist_lr": 3e-4, "combine_steps": 20, "seeds": [0]},
         "lopes": {"T": 8, "per_class": {"mlp": 3, "lenet": 3}, "steps": 5, "lr": 0.05, "keep": 0.1,
                   "distill_epochs": 1, "student_epochs": 1, "batch_size": 64},
+        "zskd": {"T": 20, "per_class": 2, "steps": 5, "lr": 0.05, "distill_epochs": 1, "student_epochs": 1,
+                 "counts": [20, 40], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -51,6 +53,8 @@ PROFILES: dict[str, dict] = {
                    "specialist_images": 12000, "specialist_epochs": 5, "specialist_lr": 3e-4, "combine_steps": 200, "seeds": [0, 1, 2]},
         "lopes": {"T": 8, "per_class": {"mlp": 60, "lenet": 200}, "steps": 200, "lr": 0.05, "keep": 0.1,
                   "distill_epochs": 30, "student_epochs": 30, "batch_size": 64},
+        "zskd": {"T": 20, "per_class": 100, "steps": 200, "lr": 0.05, "distill_epochs": 40, "student_epochs": 20,
+                 "counts": [500, 1000, 2000], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -64,6 +68,8 @@ PROFILES: dict[str, dict] = {
                    "specialist_images": 60000, "specialist_epochs": 10, "specialist_lr": 3e-4, "combine_steps": 300, "seeds": [0, 1, 2]},
         "lopes": {"T": 8, "per_class": {"mlp": 6400, "lenet": 6400}, "steps": 1000, "lr": 0.05, "keep": 0.1,
                   "distill_epochs": 30, "student_epochs": 10, "batch_size": 64},
+        "zskd": {"T": 20, "per_class": 1200, "steps": 1500, "lr": 0.01, "distill_epochs": 100, "student_epochs": 30,
+                 "counts": [6000, 12000, 24000], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
     },
 }
 
