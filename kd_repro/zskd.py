@@ -95,12 +95,12 @@ def teacher_fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def save_impressions(path, images, targets, classes, betas, teacher: nn.Module) -> Path:
-    "Write a DI transfer set with its teacher's fingerprint."
+def save_impressions(path, images, targets, classes, betas, teacher: nn.Module, seconds: float = 0.0) -> Path:
+    "Write a DI transfer set with its teacher's fingerprint and the seconds its synthesis took."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"images": images, "targets": targets, "classes": classes, "betas": betas,
-                "teacher": teacher_fingerprint(teacher)}, path)
+                "teacher": teacher_fingerprint(teacher), "seconds": float(seconds)}, path)
     return path
 
 
