@@ -53,8 +53,8 @@ PROFILES: dict[str, dict] = {
                    "specialist_images": 12000, "specialist_epochs": 5, "specialist_lr": 3e-4, "combine_steps": 200, "seeds": [0, 1, 2]},
         "lopes": {"T": 8, "per_class": {"mlp": 60, "lenet": 200}, "steps": 200, "lr": 0.05, "keep": 0.1,
                   "distill_epochs": 30, "student_epochs": 30, "batch_size": 64},
-        "zskd": {"T": 20, "per_class": 100, "steps": 200, "lr": 0.05, "distill_epochs": 40, "student_epochs": 20,
-                 "counts": [500, 1000, 2000], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
+        "zskd": {"T": 20, "per_class": 800, "steps": 25, "lr": 0.05, "distill_epochs": 30, "student_epochs": 20,
+                 "counts": [2000, 4000, 8000], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
