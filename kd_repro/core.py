@@ -21,8 +21,8 @@ import torch
 
 # %% auto #0
 __all__ = ['PROFILES', 'RESULT_KEYS', 'get_profile', 'default_profile', 'seed_everything', 'get_device', 'project_root',
-           'cache_dir', 'data_dir', 'report_dir', 'result_row', 'git_commit', 'save_results', 'load_results',
-           'Stopwatch', 'timer']
+           'cache_dir', 'data_dir', 'report_dir', 'check_matrix', 'result_row', 'git_commit', 'save_results',
+           'load_results', 'Stopwatch', 'timer']
 
 # %% ../nbs/00_core.ipynb #8dfef360
 PROFILES: dict[str, dict] = {
@@ -32,14 +32,17 @@ PROFILES: dict[str, dict] = {
         "teacher": {"mnist": {"epochs": 1, "lr": 3e-3, "augment": None},
                     "fashion_mnist": {"epochs": 1, "lr": 3e-3, "augment": None}},
         "student": {"epochs": 1, "lr": 1e-3},
-        "performance": {"repeats": 1, "epochs": 1},
+        "performance": {"repeats": 1, "epochs": 1, "dafl_batch": 32, "dafl_iterations": 1},
         "hinton": {"teacher_epochs": 1, "student_epochs": 1, "temperatures": [1, 20], "T": 20, "hard_weight": 0.1,
                    "small_fraction": 0.1, "small_epochs": 2, "n_clusters": 3, "top_n": 2,
                    "specialist_images": 256, "specialist_epochs": 1, "specialist_lr": 3e-4, "combine_steps": 20, "seeds": [0]},
-        "lopes": {"T": 8, "per_class": {"mlp": 3, "lenet": 3}, "steps": 5, "lr": 0.05, "keep": 0.1,
+        "lopes": {"T": 8, "per_class": {"mlp": 3, "lenet": 3}, "steps": 5, "lr": 0.05, "keep": 0.1, "shift": 2,
                   "distill_epochs": 1, "student_epochs": 1, "batch_size": 64},
-        "zskd": {"T": 20, "per_class": 2, "steps": 5, "lr": 0.05, "distill_epochs": 1, "student_epochs": 1,
+        "zskd": {"T": 20, "per_class": 2, "steps": 5, "lr": 0.05, "distill_epochs": 1, "student_epochs": 1, "shift": 2,
                  "counts": [20, 40], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
+        "dafl": {"nets": ["lenet", "mlp"], "iterations": {"lenet": 6, "mlp": 4}, "batch_size": 32, "widths": [16, 8],
+                 "lr_generator": 0.2, "lr_student": 2e-3, "eval_every": 2, "ablation_iterations": 2,
+                 "student_epochs": 1, "reuse_batches": 2},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -47,14 +50,17 @@ PROFILES: dict[str, dict] = {
         "teacher": {"mnist": {"epochs": 40, "lr": 3e-3, "augment": "affine"},
                     "fashion_mnist": {"epochs": 10, "lr": 3e-3, "augment": None}},
         "student": {"epochs": 30, "lr": 1e-3},
-        "performance": {"repeats": 3, "epochs": 3},
+        "performance": {"repeats": 3, "epochs": 3, "dafl_batch": 512, "dafl_iterations": 2},
         "hinton": {"teacher_epochs": 40, "student_epochs": 30, "temperatures": [1, 2, 4, 8, 20], "T": 20,
                    "hard_weight": 0.1, "small_fraction": 0.03, "small_epochs": 60, "n_clusters": 5, "top_n": 2,
                    "specialist_images": 12000, "specialist_epochs": 5, "specialist_lr": 3e-4, "combine_steps": 200, "seeds": [0, 1, 2]},
-        "lopes": {"T": 8, "per_class": {"mlp": 60, "lenet": 200}, "steps": 200, "lr": 0.05, "keep": 0.1,
+        "lopes": {"T": 8, "per_class": {"mlp": 200, "lenet": 500}, "steps": 60, "lr": 0.05, "keep": 0.1, "shift": 2,
                   "distill_epochs": 30, "student_epochs": 30, "batch_size": 64},
-        "zskd": {"T": 20, "per_class": 800, "steps": 25, "lr": 0.05, "distill_epochs": 30, "student_epochs": 20,
+        "zskd": {"T": 20, "per_class": 800, "steps": 25, "lr": 0.05, "distill_epochs": 30, "student_epochs": 20, "shift": 2,
                  "counts": [2000, 4000, 8000], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
+        "dafl": {"nets": ["lenet", "mlp"], "iterations": {"lenet": 3500, "mlp": 1500}, "batch_size": 128,
+                 "widths": [16, 8], "lr_generator": 0.2, "lr_student": 2e-3, "eval_every": 500,
+                 "ablation_iterations": 200, "student_epochs": 30, "reuse_batches": 300},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -62,14 +68,17 @@ PROFILES: dict[str, dict] = {
         "teacher": {"mnist": {"epochs": 60, "lr": 3e-3, "augment": "affine"},
                     "fashion_mnist": {"epochs": 40, "lr": 3e-3, "augment": None}},
         "student": {"epochs": 60, "lr": 1e-3},
-        "performance": {"repeats": 5, "epochs": 5},
+        "performance": {"repeats": 5, "epochs": 5, "dafl_batch": 512, "dafl_iterations": 5},
         "hinton": {"teacher_epochs": 100, "student_epochs": 60, "temperatures": [1, 2, 4, 8, 20], "T": 20,
                    "hard_weight": 0.1, "small_fraction": 0.03, "small_epochs": 60, "n_clusters": 5, "top_n": 2,
                    "specialist_images": 60000, "specialist_epochs": 10, "specialist_lr": 3e-4, "combine_steps": 300, "seeds": [0, 1, 2]},
-        "lopes": {"T": 8, "per_class": {"mlp": 6400, "lenet": 6400}, "steps": 1000, "lr": 0.05, "keep": 0.1,
+        "lopes": {"T": 8, "per_class": {"mlp": 6400, "lenet": 6400}, "steps": 1000, "lr": 0.05, "keep": 0.1, "shift": 2,
                   "distill_epochs": 30, "student_epochs": 10, "batch_size": 64},
-        "zskd": {"T": 20, "per_class": 1200, "steps": 1500, "lr": 0.01, "distill_epochs": 100, "student_epochs": 30,
+        "zskd": {"T": 20, "per_class": 1200, "steps": 1500, "lr": 0.01, "distill_epochs": 100, "student_epochs": 30, "shift": 2,
                  "counts": [6000, 12000, 24000], "datasets": ["mnist", "fashion_mnist"], "batch_size": 64},
+        "dafl": {"nets": ["lenet", "mlp"], "iterations": {"lenet": 24000, "mlp": 24000}, "batch_size": 512,
+                 "widths": [128, 64], "lr_generator": 0.2, "lr_student": 2e-3, "eval_every": 1200,
+                 "ablation_iterations": 24000, "student_epochs": 60, "reuse_batches": 2400},
     },
 }
 
@@ -141,6 +150,15 @@ def report_dir(profile: str, out_dir: str | Path | None = None) -> Path:
     folder = Path(out_dir) if out_dir is not None else project_root() / "reports" / profile
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+# %% ../nbs/00_core.ipynb #ec593812
+def check_matrix(value, name: str, layout: str, min_columns: int = 1, finite: bool = False):
+    "`ValueError` naming `name` unless `value` is a 2-D tensor (described by `layout`) with ≥ `min_columns` columns."
+    if not torch.is_tensor(value) or value.ndim != 2 or value.shape[1] < min_columns:
+        got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+        raise ValueError(f"{name} must be a {layout} tensor, got {got}")
+    if finite and not torch.isfinite(value).all():
+        raise ValueError(f"{name} has non-finite values")
 
 # %% ../nbs/00_core.ipynb #5e1916fb
 def _finite_or_none(x):

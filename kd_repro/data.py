@@ -24,7 +24,8 @@ from .core import cache_dir, data_dir, get_profile
 __all__ = ['IDX_FILES', 'FOLDER_NAMES', 'DEBIAN_FASHION', 'CIFAR_FOLDERS', 'CIFAR_FILES', 'TORCHVISION_NAMES', 'NORMALIZATION',
            'NUM_CLASSES', 'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'DataUnavailable', 'read_idx', 'write_idx', 'md5',
            'from_folder', 'write_cifar_batch', 'from_torchvision', 'from_packages', 'from_torchvision_cached',
-           'ImageDataset', 'get_augmentation', 'get_dataset', 'describe', 'get_loader']
+           'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'get_augmentation', 'get_dataset', 'describe',
+           'get_loader']
 
 # %% ../nbs/01_data.ipynb #a5cc1bc1
 class DataUnavailable(FileNotFoundError):
@@ -217,6 +218,36 @@ class ImageDataset(Dataset):
     def normalized(self) -> torch.Tensor:
         "All images, normalised, without augmentation: (N, C, H, W)."
         return self.normalize(self.images)
+
+# %% ../nbs/01_data.ipynb #809a8bc2
+def _channel_view(values, like: torch.Tensor) -> torch.Tensor:
+    values = torch.as_tensor(values, dtype=like.dtype)
+    if like.ndim != 4 or len(values) != like.shape[1]:
+        raise ValueError(f"expected images (N, {len(values)}, H, W), got {tuple(like.shape)}")
+    return values.view(1, -1, 1, 1)
+
+
+def to_inputs(pixels: torch.Tensor, mean, std) -> torch.Tensor:
+    "Images in pixel units (N, C, H, W) → the normalised inputs of a network trained with `mean`, `std`."
+    return (pixels - _channel_view(mean, pixels)) / _channel_view(std, pixels)
+
+
+def to_pixels(inputs: torch.Tensor, mean, std) -> torch.Tensor:
+    "Normalised inputs (N, C, H, W) → pixel units (not clamped)."
+    return inputs * _channel_view(std, inputs) + _channel_view(mean, inputs)
+
+# %% ../nbs/01_data.ipynb #f2dfd59e
+def random_shift(inputs: torch.Tensor, max_pixels: int = 2, generator: torch.Generator | None = None) -> torch.Tensor:
+    "Each image of `inputs` (N, C, H, W) translated by its own integer offset in [-max_pixels, max_pixels]."
+    if inputs.ndim != 4:
+        raise ValueError(f"random_shift expects images (N, C, H, W), got {tuple(inputs.shape)}")
+    n, _, h, w = inputs.shape
+    offsets = torch.randint(-max_pixels, max_pixels + 1, (n, 2), generator=generator).to(inputs.dtype)
+    theta = torch.zeros(n, 2, 3, dtype=inputs.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2], theta[:, 1, 2] = offsets[:, 0] * 2 / w, offsets[:, 1] * 2 / h
+    grid = F.affine_grid(theta, inputs.shape, align_corners=False)
+    return F.grid_sample(inputs, grid, mode="nearest", padding_mode="border", align_corners=False)
 
 # %% ../nbs/01_data.ipynb #9148c2c9
 AUGMENTATIONS = {

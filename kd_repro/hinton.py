@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import get_profile
+from .core import check_matrix, get_profile
 from .train import train_teacher
 
 # %% auto #0
@@ -21,9 +21,7 @@ __all__ = ['soft_targets', 'kd_loss', 'distillation_loss', 'mnist_mlp_teacher', 
 
 # %% ../nbs/10_hinton.ipynb #7eff8538
 def _check_logits(name: str, logits: torch.Tensor):
-    if not torch.is_tensor(logits) or logits.ndim != 2:
-        raise ValueError(f"{name} must be a (batch, classes) tensor, got "
-                         f"{tuple(logits.shape) if torch.is_tensor(logits) else type(logits).__name__}")
+    check_matrix(logits, name, "(batch, classes)")
 
 
 def _check_temperature(T):

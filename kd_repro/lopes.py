@@ -13,6 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import to_inputs
+from .train import frozen
+
 # %% auto #0
 __all__ = ['layer_activations', 'layer_names', 'record_statistics', 'graph_fourier_basis', 'compress', 'reconstruct',
            'linear_part', 'layer_operators', 'chain_adjacency', 'record_spectral', 'metadata_bytes', 'save_metadata',
@@ -84,8 +87,11 @@ def compress(signal: torch.Tensor, basis: torch.Tensor, keep: float = 0.1) -> to
     _check_signal(signal, basis)
     if not 0 < keep <= 1:
         raise ValueError(f"keep must be in (0, 1], got {keep}")
-    coeffs = signal @ basis
-    k = max(1, round(keep * basis.shape[0]))
+    return _keep_largest(signal @ basis, keep)
+
+
+def _keep_largest(coeffs: torch.Tensor, keep: float) -> torch.Tensor:
+    k = max(1, round(keep * coeffs.shape[-1]))
     kept = coeffs.abs().topk(k, dim=-1).indices
     return torch.zeros_like(coeffs).scatter(-1, kept, coeffs.gather(-1, kept))
 
@@ -152,14 +158,39 @@ def _graphs(model: nn.Module, pairs: bool):
     return [(names, operators)]
 
 
-def record_spectral(model: nn.Module, stats: dict, keep: float = 0.1, pairs: bool = False) -> dict:
-    "Compressed graph-Fourier coefficients of each class's mean activations (whole network, or each adjacent pair)."
+@torch.no_grad()
+def _class_spectra(model, loader, num_classes, T, groups, bases):
+    "Per class and graph: mean and std of the graph-Fourier coefficients of each example's activations."
+    index = [[layer_names(model).index(n) for n in names] for names, _ in groups]
+    sums = [torch.zeros(num_classes, len(b)) for b in bases]
+    squares, counts = [torch.zeros_like(t) for t in sums], torch.zeros(num_classes)
+    model.eval()
+    for x, y in loader:
+        acts, onehot = layer_activations(model, x, T), F.one_hot(y, num_classes).float()
+        for i, (idx, basis) in enumerate(zip(index, bases)):
+            coeffs = torch.cat([acts[j] for j in idx], 1) @ basis
+            sums[i] += onehot.T @ coeffs
+            squares[i] += onehot.T @ coeffs.square()
+        counts += onehot.sum(0)
+    if (counts == 0).any():
+        raise ValueError(f"classes {(counts == 0).nonzero().flatten().tolist()} have no examples in the loader")
+    means = [t / counts[:, None] for t in sums]
+    return means, [(q / counts[:, None] - m.square()).clamp_min(0).sqrt() for q, m in zip(squares, means)]
+
+
+def record_spectral(model: nn.Module, loader, num_classes: int, T: float = 8.0, keep: float = 0.1,
+                    pairs: bool = False, spread: bool = True) -> dict:
+    "Per class, the `keep` largest mean graph-Fourier coefficients of the activations (and their std if `spread`)."
     groups = _graphs(model, pairs)
-    coeffs = [compress(torch.cat(_class_means(stats, names), 1), graph_fourier_basis(chain_adjacency(ops)), keep)
-              .to_sparse() for names, ops in groups]
-    return {"kind": "spectral_layer_pairs" if pairs else "spectral_all_layers", "layers": stats["layers"],
-            "widths": stats["widths"], "T": stats["T"], "keep": keep,
-            "groups": [names for names, _ in groups], "coeffs": coeffs}
+    bases = [graph_fourier_basis(chain_adjacency(ops)) for _, ops in groups]
+    means, stds = _class_spectra(model, loader, num_classes, T, groups, bases)
+    coeffs = [_keep_largest(m, keep) for m in means]
+    record = {"kind": "spectral_layer_pairs" if pairs else "spectral_all_layers", "layers": layer_names(model),
+              "widths": [op.shape[1] for op in layer_operators(model)] + [num_classes], "T": T, "keep": keep,
+              "groups": [names for names, _ in groups], "coeffs": [c.to_sparse() for c in coeffs]}
+    if spread:
+        record["spread"] = [(s * (c != 0)).to_sparse() for s, c in zip(stds, coeffs)]
+    return record
 
 # %% ../nbs/11_lopes.ipynb #9c56134a
 def metadata_bytes(record: dict) -> int:
@@ -219,12 +250,16 @@ def all_layers_objective(stats: dict, classes: torch.Tensor, generator=None):
         (acts[-1] - targets[-1]).square().mean(1)
 
 
-def spectral_objective(record: dict, model: nn.Module, classes: torch.Tensor):
-    "Loss: Σ over the record's graphs of the squared error between the activations and the rebuilt class signal."
+def spectral_objective(record: dict, model: nn.Module, classes: torch.Tensor, generator=None):
+    "Loss: Σ over the record's graphs of the squared error between the activations and a rebuilt class signal."
     targets, index = [], []
-    for (names, ops), coeffs in zip(_graphs(model, record["kind"] == "spectral_layer_pairs"), record["coeffs"]):
-        basis = graph_fourier_basis(chain_adjacency(ops))
-        targets.append(reconstruct(coeffs.to_dense(), basis)[classes])
+    spreads = record.get("spread", [None] * len(record["coeffs"]))
+    for (names, ops), coeffs, spread in zip(_graphs(model, record["kind"] == "spectral_layer_pairs"),
+                                            record["coeffs"], spreads):
+        target = coeffs.to_dense()[classes]
+        if spread is not None:
+            target = target + spread.to_dense()[classes] * torch.randn(target.shape, generator=generator)
+        targets.append(reconstruct(target, graph_fourier_basis(chain_adjacency(ops))))
         index.append([record["layers"].index(n) for n in names])
     return lambda acts: sum((torch.cat([acts[i] for i in idx], 1) - t).square().mean(1)
                             for idx, t in zip(index, targets))
@@ -265,23 +300,18 @@ class Objective:
 
 def noise_inputs(n: int, shape, mean, std, generator=None) -> torch.Tensor:
     "n images of per-pixel noise N(0.15, 0.1) in pixel units, normalised with `mean`, `std`."
-    mean, std = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
-    return (0.15 + 0.1 * torch.randn(n, *shape, generator=generator) - mean) / std
+    return to_inputs(0.15 + 0.1 * torch.randn(n, *shape, generator=generator), mean, std)
 
 
 def reconstruct_inputs(teacher: nn.Module, objective, classes: torch.Tensor, shape, mean, std, *,
                        steps: int = 200, lr: float = 0.05, generator=None) -> torch.Tensor:
     "Optimise noise inputs (one per entry of `classes`) so that `objective(teacher activations)` is small."
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
     x = noise_inputs(len(classes), shape, mean, std, generator).requires_grad_()
     opt = torch.optim.Adam([x], lr=lr)
-    for _ in range(steps):
-        loss = objective(layer_activations(teacher, x, objective.T)).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    for p in teacher.parameters():
-        p.requires_grad_(True)
+    with frozen(teacher):
+        for _ in range(steps):
+            loss = objective(layer_activations(teacher, x, objective.T)).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return x.detach()

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -24,8 +25,8 @@ from .models import build_model
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'fit', 'Synthesizer', 'TransferSet',
-           'NoiseSynthesizer', 'distill', 'teacher_key', 'key_hash', 'load_checkpoint', 'save_checkpoint',
-           'train_teacher', 'lenet5_teacher']
+           'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill', 'teacher_key', 'key_hash', 'load_checkpoint',
+           'save_checkpoint', 'train_teacher', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 def progress(iterable, desc: str, total: int | None = None):
@@ -155,17 +156,18 @@ class Synthesizer:
 
 
 class TransferSet(Synthesizer):
-    "A fixed set of inputs `(N, ...)` served in shuffled batches, one pass per epoch."
-    def __init__(self, inputs: torch.Tensor, batch_size: int = 128, seed: int = 0):
+    "A fixed set of inputs `(N, ...)` served in shuffled batches, one pass per epoch, each batch `augment`ed."
+    def __init__(self, inputs: torch.Tensor, batch_size: int = 128, seed: int = 0, augment: Callable | None = None):
         if inputs.ndim < 2 or len(inputs) == 0:
             raise ValueError(f"a transfer set needs inputs of shape (N, ...) with N ≥ 1, got {tuple(inputs.shape)}")
         super().__init__(batch_size, -(-len(inputs) // batch_size))
-        self.inputs, self.generator = inputs, torch.Generator().manual_seed(seed)
+        self.inputs, self.augment, self.generator = inputs, augment, torch.Generator().manual_seed(seed)
 
     def __iter__(self):
         order = torch.randperm(len(self.inputs), generator=self.generator)
         for i in range(0, len(order), self.batch_size):
-            yield self.inputs[order[i:i + self.batch_size]]
+            batch = self.inputs[order[i:i + self.batch_size]]
+            yield batch if self.augment is None else self.augment(batch, self.generator)
 
 
 class NoiseSynthesizer(Synthesizer):
@@ -177,6 +179,28 @@ class NoiseSynthesizer(Synthesizer):
 
     def sample(self, n):
         return self.mean + self.std * torch.randn((n, *self.shape), generator=self.generator)
+
+# %% ../nbs/03_train.ipynb #06a3babd
+@contextmanager
+def frozen(model: nn.Module):
+    "Inside the block `model` is in eval mode with no parameter requiring grad; both are restored afterwards."
+    flags, training = [p.requires_grad for p in model.parameters()], model.training
+    model.eval().requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(training)
+
+# %% ../nbs/03_train.ipynb #f83dec28
+def teacher_fingerprint(model: nn.Module) -> str:
+    "A hash of the model's weights and buffers (16 hex digits)."
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 # %% ../nbs/03_train.ipynb #07d26fc7
 def _batches(source, steps_per_epoch):

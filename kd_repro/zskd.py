@@ -5,24 +5,25 @@
 # %% ../nbs/12_zskd.ipynb #42a36f89
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .core import check_matrix
+from .data import to_inputs
+from .train import frozen, teacher_fingerprint
+
 # %% auto #0
-__all__ = ['class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions', 'teacher_fingerprint',
-           'save_impressions', 'load_impressions']
+__all__ = ['class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions', 'save_impressions',
+           'load_impressions']
 
 # %% ../nbs/12_zskd.ipynb #4b297d03
 def _check_weight(weight):
-    if not torch.is_tensor(weight) or weight.ndim != 2 or weight.shape[0] < 2:
-        raise ValueError(f"weight must be the final layer's (classes, features) matrix, got "
-                         f"{tuple(weight.shape) if torch.is_tensor(weight) else type(weight).__name__}")
-    if not torch.isfinite(weight).all():
-        raise ValueError("weight has non-finite entries")
+    check_matrix(weight, "weight", "(classes, features)", finite=True)
+    if weight.shape[0] < 2:
+        raise ValueError(f"weight must have a row per class (≥ 2), got {tuple(weight.shape)}")
 
 
 def class_similarity(weight: torch.Tensor) -> torch.Tensor:
@@ -67,34 +68,24 @@ def synthesize_impressions(teacher: nn.Module, targets: torch.Tensor, shape, mea
     "Data Impressions in pixel units [0, 1], one per target softmax vector (N, K)."
     if targets.ndim != 2 or not torch.isfinite(targets).all():
         raise ValueError(f"targets must be finite (N, classes) probability vectors, got {tuple(targets.shape)}")
-    teacher.eval()
-    mean, std = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
     g = torch.Generator().manual_seed(seed)
     out = []
-    for chunk in targets.split(batch_size):
-        x = torch.rand(len(chunk), *shape, generator=g).requires_grad_()
-        opt = torch.optim.Adam([x], lr=lr)
-        for _ in range(steps):
-            log_p = F.log_softmax(teacher((x - mean) / std) / T, 1)
-            loss = -(chunk * log_p).sum(1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                x.copy_(_minmax(x))
-        out.append(x.detach())
+    with frozen(teacher):
+        for chunk in targets.split(batch_size):
+            x = torch.rand(len(chunk), *shape, generator=g).requires_grad_()
+            opt = torch.optim.Adam([x], lr=lr)
+            for _ in range(steps):
+                log_p = F.log_softmax(teacher(to_inputs(x, mean, std)) / T, 1)
+                loss = -(chunk * log_p).sum(1).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                with torch.no_grad():
+                    x.copy_(_minmax(x))
+            out.append(x.detach())
     return torch.cat(out)
 
 # %% ../nbs/12_zskd.ipynb #799faef2
-def teacher_fingerprint(model: nn.Module) -> str:
-    "A hash of the model's weights: DIs belong to the exact teacher that produced them."
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def save_impressions(path, images, targets, classes, betas, teacher: nn.Module, seconds: float = 0.0) -> Path:
     "Write a DI transfer set with its teacher's fingerprint and the seconds its synthesis took."
     path = Path(path)

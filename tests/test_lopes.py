@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from kd_repro.lopes import (chain_adjacency, compress, fixed_dropout, graph_fourier_basis, layer_operators,
-                            linear_part, load_metadata, metadata_bytes, reconstruct, record_spectral,
-                            record_statistics, save_metadata)
+from kd_repro.lopes import (chain_adjacency, compress, fixed_dropout, graph_fourier_basis, layer_activations,
+                            layer_operators, linear_part, load_metadata, metadata_bytes, reconstruct,
+                            record_spectral, record_statistics, save_metadata, spectral_objective)
 from kd_repro.models import build_model
 
 
@@ -72,12 +72,12 @@ def _digits_loader():
 
 def test_metadata_file_roundtrip_and_refusal(tmp_path):
     model = build_model("lenet5")
-    stats = record_statistics(model, _digits_loader(), 10)
-    record = record_spectral(model, stats, 0.1, pairs=True)
+    record = record_spectral(model, _digits_loader(), 10, pairs=True)
     assert metadata_bytes(record) > 0
     path = save_metadata(record, tmp_path / "meta.pt")
     back = load_metadata(path, build_model("lenet5"))
     assert torch.equal(back["coeffs"][1].to_dense(), record["coeffs"][1].to_dense())
+    assert torch.equal(back["spread"][1].to_dense(), record["spread"][1].to_dense())
     with pytest.raises(ValueError, match="another architecture"):
         load_metadata(path, build_model("lenet5_half"))
     (tmp_path / "junk.pt").write_bytes(b"\x00\x01junk")
@@ -94,3 +94,16 @@ def test_fixed_dropout_holds_masks():
     with pytest.raises(ValueError, match="dropout"):
         with fixed_dropout(build_model("lenet5")):
             pass
+
+
+def test_spectral_spread_gives_each_image_its_own_target():
+    model = build_model("lenet5").eval()
+    record = record_spectral(model, _digits_loader(), 10, pairs=True)
+    classes = torch.tensor([3, 3])
+    x = torch.randn(1, 1, 32, 32).repeat(2, 1, 1, 1)  # two identical images of the same class
+    acts = layer_activations(model, x, record["T"])
+    sampled = spectral_objective(record, model, classes, torch.Generator().manual_seed(0))(acts)
+    mean_only = {k: v for k, v in record.items() if k != "spread"}
+    fixed = spectral_objective(mean_only, model, classes)(acts)
+    assert not torch.allclose(sampled[0], sampled[1])
+    assert torch.allclose(fixed[0], fixed[1])

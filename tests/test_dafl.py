@@ -1,0 +1,67 @@
+"DAFL's public API as DESIGN.md fixes it, the joint training step and generator files."
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kd_repro.dafl import (DAFL_WEIGHTS, Generator, GeneratorSynthesizer, activation_loss, generator_losses,
+                           information_entropy_loss, load_generator, one_hot_loss, save_generator, train_dafl,
+                           weighted_loss)
+from kd_repro.models import build_model
+
+
+def test_losses_follow_the_authors_code():
+    logits = torch.randn(16, 10)
+    assert torch.allclose(one_hot_loss(logits), F.cross_entropy(logits, logits.argmax(1)))
+    p = F.softmax(logits, 1).mean(0)
+    assert torch.allclose(information_entropy_loss(logits), (p * torch.log10(p)).sum())
+    features = torch.randn(16, 84)
+    assert torch.allclose(activation_loss(features), -features.abs().mean())
+
+
+def test_entropy_loss_prefers_balanced_batches():
+    balanced = torch.eye(10).repeat(3, 1) * 10
+    collapsed = torch.eye(10)[[0] * 30] * 10
+    assert information_entropy_loss(balanced) < information_entropy_loss(collapsed)
+    assert math.isclose(information_entropy_loss(balanced).item(), -1.0, abs_tol=1e-3)  # −log10(10)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: one_hot_loss(torch.randn(10)), "(batch, classes"),
+    (lambda: information_entropy_loss(torch.full((2, 3), float("inf"))), "non-finite"),
+    (lambda: activation_loss([1.0, 2.0]), "(batch, ...)"),
+    (lambda: weighted_loss(generator_losses(torch.randn(4, 3), torch.randn(4, 2)), {"onehot": 1}), "unknown DAFL"),
+    (lambda: Generator()(torch.randn(2, 7)), "(B, 100)"),
+])
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call()
+
+
+def test_joint_step_trains_generator_and_student_not_teacher():
+    torch.manual_seed(0)
+    teacher, student, generator = build_model("lenet5"), build_model("lenet5_half"), Generator(widths=(8, 4))
+    teacher.requires_grad_(True)
+    snapshot = lambda m: [p.detach().clone() for p in m.parameters()]
+    t0, s0, g0 = snapshot(teacher), snapshot(student), snapshot(generator)
+    history = train_dafl(teacher, student, generator, 2, batch_size=8)
+    assert len(history) == 2 and set(DAFL_WEIGHTS) <= set(history[0])
+    assert all(torch.equal(a, b) for a, b in zip(t0, teacher.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(s0, student.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(g0, generator.parameters()))
+    assert all(p.requires_grad for p in teacher.parameters())  # the caller's flags are restored
+
+
+def test_generator_file_roundtrip_feeds_distill(tmp_path):
+    teacher, generator = build_model("lenet5"), Generator(image_size=28, widths=(8, 4))
+    path = save_generator(generator, tmp_path / "g.pt", teacher)
+    back = load_generator(path, teacher)
+    assert back.config == generator.config
+    batches = list(GeneratorSynthesizer(back, batch_size=4, batches_per_epoch=3))
+    assert [tuple(b.shape) for b in batches] == [(4, 1, 28, 28)] * 3
+    with pytest.raises(ValueError, match="another teacher"):
+        load_generator(path, build_model("lenet5"))
+    (tmp_path / "bad.pt").write_bytes(b"\x00junk")
+    with pytest.raises(ValueError, match="not a readable DAFL generator"):
+        load_generator(tmp_path / "bad.pt")
