@@ -301,10 +301,13 @@ def train_teacher(arch: str, dataset: str = "mnist", *, epochs: int, lr: float =
     return model.eval(), {**info, "cached": False, "path": str(path)}
 
 # %% ../nbs/03_train.ipynb #dd6f3e49
-def lenet5_teacher(profile: str, dataset: str = "mnist", seed: int = 0):
-    "The profile's LeNet-5 teacher on `dataset` (32×32 inputs), trained once and cached."
+def lenet5_teacher(profile: str, dataset: str = "mnist", seed: int = 0, **overrides):
+    "The profile's LeNet-5 teacher on `dataset` (32×32 inputs; `overrides` of epochs/lr/augment), trained once, cached."
     budget = get_profile(profile)
-    t, d = budget["teacher"][dataset], budget["data"]
+    unknown = set(overrides) - {"epochs", "lr", "augment"}
+    if unknown:
+        raise ValueError(f"lenet5_teacher overrides epochs, lr and augment only, got {sorted(unknown)}")
+    t, d = {**budget["teacher"][dataset], **overrides}, budget["data"]
     return train_teacher("lenet5", dataset, epochs=t["epochs"], lr=t["lr"], batch_size=d["batch_size"],
                          augment=t["augment"], size=32, train_limit=d["train_limit"],
                          test_limit=d["test_limit"], seed=seed)
