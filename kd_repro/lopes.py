@@ -33,29 +33,39 @@ def layer_names(model: nn.Module) -> list[str]:
     return list(model.feature_names) + ["logits"]
 
 # %% ../nbs/11_lopes.ipynb #0e8a3ba9
+def _class_moments(batches, num_classes: int) -> tuple[list, list]:
+    "Per-class mean and std of each signal over `batches` of (signals: a list of (B, D) tensors, labels (B,))."
+    sums = squares = None
+    counts = torch.zeros(num_classes)
+    for signals, y in batches:
+        onehot = F.one_hot(y, num_classes).float()
+        if sums is None:
+            sums = [torch.zeros(num_classes, s.shape[1]) for s in signals]
+            squares = [torch.zeros(num_classes, s.shape[1]) for s in signals]
+        for i, s in enumerate(signals):
+            sums[i] += onehot.T @ s
+            squares[i] += onehot.T @ s.square()
+        counts += onehot.sum(0)
+    if (counts == 0).any():
+        raise ValueError(f"classes {(counts == 0).nonzero().flatten().tolist()} have no examples in the loader")
+    means = [t / counts[:, None] for t in sums]
+    return means, [(q / counts[:, None] - m.square()).clamp_min(0).sqrt() for q, m in zip(squares, means)]
+
+
 @torch.no_grad()
 def record_statistics(model: nn.Module, loader, num_classes: int, T: float = 8.0) -> dict:
     "Per-class mean and std of every recorded layer, and the Cholesky factor of the top layer's covariance."
     model.eval()
-    sums = sq = counts = None
     top = [[] for _ in range(num_classes)]
-    for x, y in loader:
-        acts = layer_activations(model, x, T)
-        onehot = F.one_hot(y, num_classes).float()
-        if sums is None:
-            sums = [torch.zeros(num_classes, a.shape[1]) for a in acts]
-            sq = [torch.zeros(num_classes, a.shape[1]) for a in acts]
-            counts = torch.zeros(num_classes)
-        for i, a in enumerate(acts):
-            sums[i] += onehot.T @ a
-            sq[i] += onehot.T @ a.square()
-        counts += onehot.sum(0)
-        for c in y.unique().tolist():
-            top[c].append(acts[-1][y == c])
-    if (counts == 0).any():
-        raise ValueError(f"classes {(counts == 0).nonzero().flatten().tolist()} have no examples in the loader")
-    means = [s / counts[:, None] for s in sums]
-    stds = [(q / counts[:, None] - m.square()).clamp_min(0).sqrt() for q, m in zip(sq, means)]
+
+    def batches():
+        for x, y in loader:
+            acts = layer_activations(model, x, T)
+            for c in y.unique().tolist():
+                top[c].append(acts[-1][y == c])
+            yield acts, y
+
+    means, stds = _class_moments(batches(), num_classes)
     chol = torch.stack([torch.linalg.cholesky(torch.cov(torch.cat(t).T) + 1e-4 * torch.eye(means[-1].shape[1]))
                         for t in top])
     return {"kind": "statistics", "layers": layer_names(model), "widths": [m.shape[1] for m in means],
@@ -162,20 +172,14 @@ def _graphs(model: nn.Module, pairs: bool):
 def _class_spectra(model, loader, num_classes, T, groups, bases):
     "Per class and graph: mean and std of the graph-Fourier coefficients of each example's activations."
     index = [[layer_names(model).index(n) for n in names] for names, _ in groups]
-    sums = [torch.zeros(num_classes, len(b)) for b in bases]
-    squares, counts = [torch.zeros_like(t) for t in sums], torch.zeros(num_classes)
     model.eval()
-    for x, y in loader:
-        acts, onehot = layer_activations(model, x, T), F.one_hot(y, num_classes).float()
-        for i, (idx, basis) in enumerate(zip(index, bases)):
-            coeffs = torch.cat([acts[j] for j in idx], 1) @ basis
-            sums[i] += onehot.T @ coeffs
-            squares[i] += onehot.T @ coeffs.square()
-        counts += onehot.sum(0)
-    if (counts == 0).any():
-        raise ValueError(f"classes {(counts == 0).nonzero().flatten().tolist()} have no examples in the loader")
-    means = [t / counts[:, None] for t in sums]
-    return means, [(q / counts[:, None] - m.square()).clamp_min(0).sqrt() for q, m in zip(squares, means)]
+
+    def batches():
+        for x, y in loader:
+            acts = layer_activations(model, x, T)
+            yield [torch.cat([acts[j] for j in idx], 1) @ basis for idx, basis in zip(index, bases)], y
+
+    return _class_moments(batches(), num_classes)
 
 
 def record_spectral(model: nn.Module, loader, num_classes: int, T: float = 8.0, keep: float = 0.1,
