@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import check_matrix, get_profile
-from .train import train_teacher
+from .train import train_teacher, with_overrides
 
 # %% auto #0
 __all__ = ['soft_targets', 'kd_loss', 'distillation_loss', 'mnist_mlp_teacher', 'without_classes', 'bias_for_prediction_rate',
@@ -63,12 +63,13 @@ def distillation_loss(T: float, hard_weight: float = 0.1):
     return loss
 
 # %% ../nbs/10_hinton.ipynb #639afff1
-def mnist_mlp_teacher(profile: str, seed: int = 0):
-    "The profile's 784-1200-1200-10 MNIST teacher (dropout, ±2 px jitter), trained once and cached."
+def mnist_mlp_teacher(profile: str, seed: int = 0, **overrides):
+    "The profile's 784-1200-1200-10 MNIST teacher (dropout, ±2 px jitter unless `overrides` say), trained once, cached."
     budget = get_profile(profile)
     H, D = budget["hinton"], budget["data"]
-    return train_teacher("hinton_teacher", "mnist", epochs=H["teacher_epochs"], lr=1e-3, batch_size=D["batch_size"],
-                         augment="shift", schedule="onecycle", train_limit=D["train_limit"],
+    t = with_overrides({"epochs": H["teacher_epochs"], "lr": 1e-3, "augment": "shift"}, overrides, "mnist_mlp_teacher")
+    return train_teacher("hinton_teacher", "mnist", epochs=t["epochs"], lr=t["lr"], batch_size=D["batch_size"],
+                         augment=t["augment"], schedule="onecycle", train_limit=D["train_limit"],
                          test_limit=D["test_limit"], seed=seed)
 
 # %% ../nbs/10_hinton.ipynb #d8e65f41

@@ -26,7 +26,7 @@ from .models import build_model
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'fit', 'Synthesizer', 'TransferSet',
            'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill', 'teacher_key', 'key_hash', 'load_checkpoint',
-           'save_checkpoint', 'train_teacher', 'lenet5_teacher']
+           'save_checkpoint', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 def progress(iterable, desc: str, total: int | None = None):
@@ -301,13 +301,18 @@ def train_teacher(arch: str, dataset: str = "mnist", *, epochs: int, lr: float =
     return model.eval(), {**info, "cached": False, "path": str(path)}
 
 # %% ../nbs/03_train.ipynb #dd6f3e49
+def with_overrides(defaults: dict, overrides: dict, who: str) -> dict:
+    "A teacher's training settings: `defaults` with `overrides` of epochs, lr or augment (anything else is refused)."
+    unknown = set(overrides) - {"epochs", "lr", "augment"}
+    if unknown:
+        raise ValueError(f"{who} overrides epochs, lr and augment only, got {sorted(unknown)}")
+    return {**defaults, **overrides}
+
+
 def lenet5_teacher(profile: str, dataset: str = "mnist", seed: int = 0, **overrides):
     "The profile's LeNet-5 teacher on `dataset` (32×32 inputs; `overrides` of epochs/lr/augment), trained once, cached."
     budget = get_profile(profile)
-    unknown = set(overrides) - {"epochs", "lr", "augment"}
-    if unknown:
-        raise ValueError(f"lenet5_teacher overrides epochs, lr and augment only, got {sorted(unknown)}")
-    t, d = {**budget["teacher"][dataset], **overrides}, budget["data"]
+    t, d = with_overrides(budget["teacher"][dataset], overrides, "lenet5_teacher"), budget["data"]
     return train_teacher("lenet5", dataset, epochs=t["epochs"], lr=t["lr"], batch_size=d["batch_size"],
                          augment=t["augment"], size=32, train_limit=d["train_limit"],
                          test_limit=d["test_limit"], seed=seed)
