@@ -24,8 +24,8 @@ from .core import cache_dir, data_dir, get_profile
 __all__ = ['IDX_FILES', 'FOLDER_NAMES', 'DEBIAN_FASHION', 'CIFAR_FOLDERS', 'CIFAR_FILES', 'TORCHVISION_NAMES', 'NORMALIZATION',
            'NUM_CLASSES', 'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'DataUnavailable', 'read_idx', 'write_idx', 'md5',
            'from_folder', 'write_cifar_batch', 'from_torchvision', 'from_packages', 'from_torchvision_cached',
-           'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'get_augmentation', 'get_dataset', 'describe',
-           'get_loader']
+           'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'random_affine', 'get_augmentation', 'get_dataset',
+           'describe', 'get_loader']
 
 # %% ../nbs/01_data.ipynb #a5cc1bc1
 class DataUnavailable(FileNotFoundError):
@@ -248,6 +248,25 @@ def random_shift(inputs: torch.Tensor, max_pixels: int = 2, generator: torch.Gen
     theta[:, 0, 2], theta[:, 1, 2] = offsets[:, 0] * 2 / w, offsets[:, 1] * 2 / h
     grid = F.affine_grid(theta, inputs.shape, align_corners=False)
     return F.grid_sample(inputs, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+# %% ../nbs/01_data.ipynb #73344893
+def random_affine(inputs: torch.Tensor, generator: torch.Generator | None = None, *, degrees: float = 90.0,
+                  scale: tuple[float, float] = (0.6, 1.0), translate: float = 0.2, flip: float = 0.5,
+                  fill: float = 0.0) -> torch.Tensor:
+    "Each image of `inputs` (N, C, H, W) rotated, zoomed, translated and flipped by its own random affine map."
+    if inputs.ndim != 4:
+        raise ValueError(f"random_affine expects images (N, C, H, W), got {tuple(inputs.shape)}")
+    n = len(inputs)
+    uniform = lambda *shape: torch.rand(*shape, generator=generator, dtype=inputs.dtype)
+    angle = (uniform(n) * 2 - 1) * degrees * torch.pi / 180
+    zoom = 1 / (scale[0] + uniform(n) * (scale[1] - scale[0]))
+    mirror = torch.where(uniform(n, 2) < flip, -1.0, 1.0).to(inputs.dtype)
+    theta = torch.zeros(n, 2, 3, dtype=inputs.dtype)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * zoom * mirror[:, 0], -torch.sin(angle) * zoom
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) * zoom, torch.cos(angle) * zoom * mirror[:, 1]
+    theta[:, :, 2] = (uniform(n, 2) * 2 - 1) * translate * 2
+    grid = F.affine_grid(theta, inputs.shape, align_corners=False)
+    return F.grid_sample(inputs - fill, grid, align_corners=False) + fill
 
 # %% ../nbs/01_data.ipynb #9148c2c9
 AUGMENTATIONS = {
