@@ -118,3 +118,24 @@ def test_digits_look_like_mnist():
     ds, prov = get_dataset("digits")
     assert ds.images.shape == (1797, 1, 28, 28) and "scikit-learn" in prov["source"]
     assert ds.images[:, :, :4].max() == 0 and ds.images.max() > 0.9  # a blank border, ink in the box
+
+
+def test_random_affine_zoom_is_of_the_content_and_seeded():
+    square = torch.zeros(8, 1, 32, 32)
+    square[:, :, 8:24, 8:24] = 1
+    half = data.random_affine(square, degrees=0, scale=(0.5, 0.5), translate=0, flip=0)
+    assert half.sum((1, 2, 3)).allclose(torch.full((8,), 16.0 * 16 / 4), rtol=0.05)  # a quarter of the area
+    one, two = (data.random_affine(square, torch.Generator().manual_seed(3)) for _ in range(2))
+    assert torch.equal(one, two)
+
+
+def test_random_affine_translation_stays_within_its_bound():
+    dot = torch.zeros(200, 1, 33, 33)
+    dot[:, :, 16, 16] = 1
+    moved = data.random_affine(dot, torch.Generator().manual_seed(0), degrees=0, scale=(1, 1), translate=0.25, flip=0)
+    grid = torch.arange(33.0)
+    mass = moved.sum((1, 2, 3))
+    rows = (moved.sum((1, 3)) * grid).sum(1) / mass - 16
+    cols = (moved.sum((1, 2)) * grid).sum(1) / mass - 16
+    assert rows.abs().max() <= 0.25 * 33 + 0.5 and cols.abs().max() <= 0.25 * 33 + 0.5
+    assert rows.abs().max() > 0.15 * 33  # and uses most of it
