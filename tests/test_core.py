@@ -19,6 +19,15 @@ def test_every_profile_has_the_shared_sections():
         assert all(t["epochs"] >= 1 for t in p["teacher"].values())
 
 
+def test_zskd_budgets_cover_every_data_set():
+    for name in core.PROFILES:
+        z = core.get_profile(name)["zskd"]
+        for per_dataset in ("distill_epochs", "student_epochs", "teacher"):
+            assert set(z["datasets"]) <= set(z[per_dataset]), (name, per_dataset)
+        assert set(z["ablation_datasets"]) <= set(z["datasets"]), name
+        assert all(e >= 1 for e in z["distill_epochs"].values()), name
+
+
 def test_default_profile_reads_environment(monkeypatch):
     monkeypatch.delenv("IN_TEST", raising=False)
     monkeypatch.delenv("KD_REPRO_PROFILE", raising=False)
