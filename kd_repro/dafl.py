@@ -5,6 +5,7 @@
 # %% ../nbs/13_dafl.ipynb #7f1c0448
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -73,13 +74,14 @@ class Generator(nn.Module):
         wide, narrow = widths
         self.latent_dim, self.init_size = latent_dim, image_size // 4
         self.project = nn.Linear(latent_dim, wide * self.init_size ** 2)
+        batch_norm = partial(nn.BatchNorm2d, track_running_stats=False)
         self.blocks = nn.Sequential(
-            nn.BatchNorm2d(wide),
-            nn.Upsample(scale_factor=2), nn.Conv2d(wide, wide, 3, padding=1), nn.BatchNorm2d(wide, eps=0.8),
+            batch_norm(wide),
+            nn.Upsample(scale_factor=2), nn.Conv2d(wide, wide, 3, padding=1), batch_norm(wide, eps=0.8),
             nn.LeakyReLU(0.2),
-            nn.Upsample(scale_factor=2), nn.Conv2d(wide, narrow, 3, padding=1), nn.BatchNorm2d(narrow, eps=0.8),
+            nn.Upsample(scale_factor=2), nn.Conv2d(wide, narrow, 3, padding=1), batch_norm(narrow, eps=0.8),
             nn.LeakyReLU(0.2),
-            nn.Conv2d(narrow, channels, 3, padding=1), nn.Tanh(), nn.BatchNorm2d(channels, affine=False))
+            nn.Conv2d(narrow, channels, 3, padding=1), nn.Tanh(), batch_norm(channels, affine=False))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
@@ -100,7 +102,7 @@ def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, ite
     sched = torch.optim.lr_scheduler.MultiStepLR(opt_s, [round(m * iterations) for m in milestones], 0.1)
     latent = torch.Generator().manual_seed(seed)
     history = []
-    generator.train(); student.train()
+    student.train()
     with frozen(teacher):
         for it in (bar := progress(range(iterations), desc)):
             images = generator(torch.randn(batch_size, generator.latent_dim, generator=latent))
@@ -117,7 +119,7 @@ def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, ite
                 student.train()
             if (it + 1) % max(1, iterations // 20) == 0:
                 bar.set_postfix(student=round(student_loss.item(), 4), one_hot=round(parts["one_hot"].item(), 3))
-    generator.eval(); student.eval()
+    student.eval()
     return history
 
 # %% ../nbs/13_dafl.ipynb #6e648ca0
@@ -129,7 +131,6 @@ class GeneratorSynthesizer(Synthesizer):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        self.generator.train()  # batch statistics, as during training: the last batch norm standardises each batch
         return self.generator(torch.randn(n, self.generator.latent_dim, generator=self.latent))
 
 
@@ -153,4 +154,4 @@ def load_generator(path, teacher: nn.Module | None = None) -> Generator:
     if teacher is not None and saved["teacher"] not in (None, teacher_fingerprint(teacher)):
         raise ValueError(f"{path} was trained against another teacher (fingerprint {saved['teacher']}, this "
                          f"teacher {teacher_fingerprint(teacher)}): train a generator for this teacher")
-    return generator.eval()
+    return generator
