@@ -148,9 +148,13 @@ def load_generator(path, teacher: nn.Module | None = None) -> Generator:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         generator = Generator(**saved["config"])
-        generator.load_state_dict(saved["state"])
     except Exception as e:
         raise ValueError(f"{path} is not a readable DAFL generator ({type(e).__name__}: {e})") from e
+    try:
+        generator.load_state_dict(saved["state"])
+    except RuntimeError as e:
+        raise ValueError(f"{path} holds weights that do not fit this version's Generator (a file saved before a "
+                         f"change to the generator, or edited): retrain the generator and save it again ({e})") from e
     if teacher is not None and saved["teacher"] not in (None, teacher_fingerprint(teacher)):
         raise ValueError(f"{path} was trained against another teacher (fingerprint {saved['teacher']}, this "
                          f"teacher {teacher_fingerprint(teacher)}): train a generator for this teacher")

@@ -65,3 +65,8 @@ def test_generator_file_roundtrip_feeds_distill(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"\x00junk")
     with pytest.raises(ValueError, match="not a readable DAFL generator"):
         load_generator(tmp_path / "bad.pt")
+    stale = torch.load(path, weights_only=True)
+    stale["state"]["blocks.0.running_mean"] = torch.zeros(8)  # as saved before the batch norms kept no statistics
+    torch.save(stale, tmp_path / "stale.pt")
+    with pytest.raises(ValueError, match="retrain the generator"):
+        load_generator(tmp_path / "stale.pt")
