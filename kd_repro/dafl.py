@@ -14,7 +14,7 @@ from torch import nn
 
 from .core import check_matrix
 from .hinton import kd_loss
-from .train import Synthesizer, frozen, progress, teacher_fingerprint
+from .train import Synthesizer, frozen, progress, step_decay, teacher_fingerprint
 
 # %% auto #0
 __all__ = ['DAFL_WEIGHTS', 'one_hot_loss', 'activation_loss', 'information_entropy_loss', 'generator_losses', 'weighted_loss',
@@ -99,7 +99,7 @@ def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, ite
         raise ValueError(f"need iterations ≥ 1 and batch_size ≥ 2 (batch norm), got {iterations}, {batch_size}")
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
     opt_s = torch.optim.Adam(student.parameters(), lr=lr_student)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt_s, [round(m * iterations) for m in milestones], 0.1)
+    sched = step_decay(*milestones)(opt_s, iterations)
     latent = torch.Generator().manual_seed(seed)
     history = []
     student.train()

@@ -24,9 +24,9 @@ from .data import NUM_CLASSES, get_dataset, get_loader
 from .models import build_model
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'fit', 'Synthesizer', 'TransferSet',
-           'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill', 'teacher_key', 'key_hash', 'load_checkpoint',
-           'save_checkpoint', 'train_teacher', 'with_overrides', 'lenet5_teacher']
+__all__ = ['CACHE_FORMAT', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'step_decay', 'fit', 'Synthesizer',
+           'TransferSet', 'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill', 'teacher_key', 'key_hash',
+           'load_checkpoint', 'save_checkpoint', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 def progress(iterable, desc: str, total: int | None = None):
@@ -89,6 +89,14 @@ def make_schedule(optimizer, schedule, total_steps: int):
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total_steps, 1))
     raise ValueError(f"unknown schedule {schedule!r}; use None, 'onecycle', 'cosine' or a factory")
+
+
+def step_decay(*fractions: float, gamma: float = 0.1):
+    "A `schedule` factory: the learning rate × `gamma` once each of `fractions` (in (0, 1)) of the run's steps is done."
+    if not all(0 < f < 1 for f in fractions):
+        raise ValueError(f"step_decay needs fractions of the run in (0, 1), got {fractions}")
+    return lambda optimizer, total_steps: torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, [round(f * total_steps) for f in fractions], gamma)
 
 # %% ../nbs/03_train.ipynb #db547fc8
 def _train_steps(batches, step_loss, optimizer, scheduler) -> float:

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from kd_repro.core import seed_everything
 from kd_repro.data import get_dataset, get_loader
 from kd_repro.models import build_model
-from kd_repro.train import (NoiseSynthesizer, TransferSet, distill, evaluate, fit, train_teacher)
+from kd_repro.train import (NoiseSynthesizer, TransferSet, distill, evaluate, fit, make_schedule, step_decay,
+                            train_teacher)
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,21 @@ def test_teacher_cache_hit_and_corrupt_checkpoint(tmp_path, monkeypatch):
     assert info3["test_accuracy"] == info1["test_accuracy"]  # retrained identically
     _, other = train_teacher("lenet5", "fashion_mnist", **{**kwargs, "seed": 1})
     assert other["path"] != info1["path"]
+
+
+@pytest.mark.parametrize("fractions, expected", [((0.5,), [1.0] * 2 + [0.1] * 2), ((0.25, 0.75), [1.0, 0.1, 0.1, 0.01]),
+                                                 ((), [1.0] * 4)])
+def test_step_decay_drops_at_its_fractions(fractions, expected):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = make_schedule(opt, step_decay(*fractions), 4)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx(expected)
+
+
+def test_step_decay_refuses_fractions_outside_the_run():
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        step_decay(0.5, 1.0)
