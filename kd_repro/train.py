@@ -25,8 +25,9 @@ from .models import build_model
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'step_decay', 'fit', 'Synthesizer',
-           'TransferSet', 'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill', 'teacher_key', 'key_hash',
-           'load_checkpoint', 'save_checkpoint', 'train_teacher', 'with_overrides', 'lenet5_teacher']
+           'TransferSet', 'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill', 'trained_student',
+           'teacher_key', 'key_hash', 'load_checkpoint', 'save_checkpoint', 'train_teacher', 'with_overrides',
+           'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 def progress(iterable, desc: str, total: int | None = None):
@@ -241,6 +242,22 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
 
     return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
                        valid_loader, device, desc)
+
+# %% ../nbs/03_train.ipynb #6ffbb418
+def trained_student(arch: str, source, test_loader, epochs: int, *, teacher: nn.Module | None = None,
+                    loss_fn: Callable | None = None, lr: float = 1e-3, seed: int = 0, desc: str = "student",
+                    **kwargs) -> tuple[float, float]:
+    "A fresh `arch` seeded by `seed`, fitted on `source` (no `teacher`) or distilled with `loss_fn`: (test accuracy %, seconds)."
+    if teacher is not None and loss_fn is None:
+        raise ValueError("distilling from a teacher needs a loss_fn(student_logits, teacher_logits, labels)")
+    seed_everything(seed)
+    student = build_model(arch)
+    with timer() as t:
+        if teacher is None:
+            fit(student, source, epochs, lr=lr, desc=desc, **kwargs)
+        else:
+            distill(student, teacher, source, loss_fn, epochs, lr=lr, desc=desc, **kwargs)
+    return evaluate(student, test_loader)["accuracy"], t.seconds
 
 # %% ../nbs/03_train.ipynb #cb7a3b27
 CACHE_FORMAT = 1

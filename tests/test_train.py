@@ -9,7 +9,7 @@ from kd_repro.core import seed_everything
 from kd_repro.data import get_dataset, get_loader
 from kd_repro.models import build_model
 from kd_repro.train import (NoiseSynthesizer, TransferSet, distill, evaluate, fit, make_schedule, step_decay,
-                            train_teacher)
+                            train_teacher, trained_student)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +91,18 @@ def test_step_decay_drops_at_its_fractions(fractions, expected):
 def test_step_decay_refuses_fractions_outside_the_run():
     with pytest.raises(ValueError, match=r"in \(0, 1\)"):
         step_decay(0.5, 1.0)
+
+
+def test_trained_student_is_seeded_and_needs_a_loss_to_distill(digits):
+    valid = get_loader(digits[1], 300, train=False)
+    first = trained_student("hinton_student", get_loader(digits[0], 64), valid, 1, seed=3)
+    assert first[0] == trained_student("hinton_student", get_loader(digits[0], 64), valid, 1, seed=3)[0]
+    train = get_loader(digits[0], 64)
+    assert first[0] > 50 and first[1] > 0
+    teacher = build_model("hinton_student")
+    fit(teacher, train, 2)
+    taught, _ = trained_student("hinton_student", NoiseSynthesizer((1, 28, 28), batch_size=32, batches_per_epoch=5),
+                                valid, 1, teacher=teacher, loss_fn=soft, seed=3)
+    assert taught != first[0]  # distilled on noise, not fitted on the digits
+    with pytest.raises(ValueError, match="loss_fn"):
+        trained_student("hinton_student", train, valid, 1, teacher=teacher)
