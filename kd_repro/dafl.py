@@ -147,11 +147,11 @@ def load_generator(path, teacher: nn.Module | None = None) -> Generator:
     "Rebuild a saved generator; with `teacher`, refuse one trained against another teacher."
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        generator = Generator(**saved["config"])
+        generator, state = Generator(**saved["config"]), saved["state"]
     except Exception as e:
         raise ValueError(f"{path} is not a readable DAFL generator ({type(e).__name__}: {e})") from e
     try:
-        generator.load_state_dict(saved["state"])
+        generator.load_state_dict(state)
     except RuntimeError as e:
         raise ValueError(f"{path} holds weights that do not fit this version's Generator (a file saved before a "
                          f"change to the generator, or edited): retrain the generator and save it again ({e})") from e
