@@ -24,8 +24,8 @@ from .core import cache_dir, data_dir, get_profile
 __all__ = ['IDX_FILES', 'FOLDER_NAMES', 'DEBIAN_FASHION', 'CIFAR_FOLDERS', 'CIFAR_FILES', 'TORCHVISION_NAMES', 'NORMALIZATION',
            'NUM_CLASSES', 'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'DataUnavailable', 'read_idx', 'write_idx', 'md5',
            'from_folder', 'write_cifar_batch', 'from_torchvision', 'from_packages', 'from_torchvision_cached',
-           'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'random_affine', 'get_augmentation', 'get_dataset',
-           'describe', 'get_loader']
+           'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'random_affine', 'random_mixup',
+           'get_augmentation', 'get_dataset', 'describe', 'get_loader']
 
 # %% ../nbs/01_data.ipynb #a5cc1bc1
 class DataUnavailable(FileNotFoundError):
@@ -267,6 +267,15 @@ def random_affine(inputs: torch.Tensor, generator: torch.Generator | None = None
     theta[:, :, 2] = (uniform(n, 2) * 2 - 1) * translate * 2
     grid = F.affine_grid(theta, inputs.shape, align_corners=False)
     return F.grid_sample(inputs - fill, grid, align_corners=False) + fill
+
+# %% ../nbs/01_data.ipynb #a501f777
+def random_mixup(inputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    "Each input of `inputs` (N, ...) blended with another input of the batch by its own weight, uniform in [0, 1]."
+    if inputs.ndim < 2:
+        raise ValueError(f"random_mixup expects a batch of inputs (N, ...), got {tuple(inputs.shape)}")
+    weight = torch.rand(len(inputs), *[1] * (inputs.ndim - 1), generator=generator, dtype=inputs.dtype)
+    partner = torch.randperm(len(inputs), generator=generator)
+    return weight * inputs + (1 - weight) * inputs[partner]
 
 # %% ../nbs/01_data.ipynb #9148c2c9
 AUGMENTATIONS = {

@@ -101,8 +101,13 @@ def load_impressions(path, teacher: nn.Module, shape) -> dict:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"{path} is not a readable Data Impressions file ({type(e).__name__}: {e})") from e
-    if record.get("teacher") != teacher_fingerprint(teacher):
-        raise ValueError(f"{path} was synthesised from another teacher (fingerprint {record.get('teacher')}, "
+    fields = {"images", "targets", "classes", "betas", "teacher"}
+    if not isinstance(record, dict) or not fields <= record.keys():
+        found = sorted(record) if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{path} is not a Data Impressions file (it holds {found}, not {sorted(fields)}): "
+                         "synthesise DIs and write them with save_impressions")
+    if record["teacher"] != teacher_fingerprint(teacher):
+        raise ValueError(f"{path} was synthesised from another teacher (fingerprint {record['teacher']}, "
                          f"this teacher {teacher_fingerprint(teacher)}): synthesise DIs for this teacher")
     if tuple(record["images"].shape[1:]) != tuple(shape):
         raise ValueError(f"{path} holds images of shape {tuple(record['images'].shape[1:])}, expected {tuple(shape)}")

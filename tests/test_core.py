@@ -25,6 +25,7 @@ def test_zskd_budgets_cover_every_data_set():
         for per_dataset in ("distill_epochs", "student_epochs", "teacher"):
             assert set(z["datasets"]) <= set(z[per_dataset]), (name, per_dataset)
         assert set(z["ablation_datasets"]) <= set(z["datasets"]), name
+        assert set(z["mixup_datasets"]) <= set(z["datasets"]), name
         assert all(e >= 1 for e in z["distill_epochs"].values()), name
 
 

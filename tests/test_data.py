@@ -139,3 +139,17 @@ def test_random_affine_translation_stays_within_its_bound():
     cols = (moved.sum((1, 2)) * grid).sum(1) / mass - 16
     assert rows.abs().max() <= 0.25 * 33 + 0.5 and cols.abs().max() <= 0.25 * 33 + 0.5
     assert rows.abs().max() > 0.15 * 33  # and uses most of it
+
+
+def test_random_mixup_blends_pairs_of_the_batch():
+    images = torch.stack([torch.full((1, 4, 4), float(v)) for v in (0, 10)]).repeat(100, 1, 1, 1)
+    blends = data.random_mixup(images, torch.Generator().manual_seed(0))
+    assert blends.shape == images.shape
+    assert (blends.amin((1, 2, 3)) == blends.amax((1, 2, 3))).all()  # a blend of two constant images is constant
+    values = blends[:, 0, 0, 0]
+    assert values.min() >= 0 and values.max() <= 10
+    assert ((values > 1) & (values < 9)).float().mean() > 0.3  # many are real mixtures, not copies
+    assert torch.equal(blends, data.random_mixup(images, torch.Generator().manual_seed(0)))
+    assert torch.allclose(data.random_mixup(images[:1]), images[:1])  # a last batch of one passes unchanged
+    with pytest.raises(ValueError, match="batch of inputs"):
+        data.random_mixup(torch.zeros(3))

@@ -54,5 +54,11 @@ def test_impressions_move_the_teacher_towards_the_targets(tmp_path):
         load_impressions(path, build_model("lenet5"), (1, 32, 32))
     with pytest.raises(ValueError, match="expected"):
         load_impressions(path, teacher, (3, 32, 32))
+    torch.save(done, tmp_path / "images_only.pt")  # e.g. a tensor saved by hand
+    with pytest.raises(ValueError, match="not a Data Impressions file"):
+        load_impressions(tmp_path / "images_only.pt", teacher, (1, 32, 32))
+    (tmp_path / "broken.pt").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a readable"):
+        load_impressions(tmp_path / "broken.pt", teacher, (1, 32, 32))
     with pytest.raises(ValueError, match="probability vectors"):
         synthesize_impressions(teacher, torch.ones(3), (1, 32, 32), (0.1307,), (0.3081,), steps=1)
