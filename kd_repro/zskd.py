@@ -64,7 +64,7 @@ def _minmax(x):
 
 
 def synthesize_impressions(teacher: nn.Module, targets: torch.Tensor, shape, mean, std, *, T: float = 20.0,
-                           steps: int = 1500, lr: float = 0.01, batch_size: int = 1024, seed: int = 0) -> torch.Tensor:
+                           steps: int = 1500, lr: float = 0.01, batch_size: int = 256, seed: int = 0) -> torch.Tensor:
     "Data Impressions in pixel units [0, 1], one per target softmax vector (N, K)."
     if targets.ndim != 2 or not torch.isfinite(targets).all():
         raise ValueError(f"targets must be finite (N, classes) probability vectors, got {tuple(targets.shape)}")
