@@ -26,6 +26,7 @@ def test_zskd_budgets_cover_every_data_set():
             assert set(z["datasets"]) <= set(z[per_dataset]), (name, per_dataset)
         assert set(z["ablation_datasets"]) <= set(z["datasets"]), name
         assert set(z["mixup_datasets"]) <= set(z["datasets"]), name
+        assert z["synthesis_batch"] >= 1, name
         assert all(e >= 1 for e in z["distill_epochs"].values()), name
 
 
