@@ -6,9 +6,10 @@ ONLY ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kd_repro-installed
 
-.PHONY: help report test export clean venv
+.PHONY: help data report test export clean venv
 
 help:
+	@echo "make data     check the profile's data sets, installing what a package registry serves (PROFILE=quick)"
 	@echo "make report   run every notebook (PROFILE=quick|smoke|paper, ONLY=hinton,dafl) into reports/<profile>/"
 	@echo "make test     unit tests, every notebook in the smoke profile, export sync"
 	@echo "make export   nbdev_export + nbdev_clean (run before every commit)"
@@ -23,10 +24,14 @@ $(STAMP): settings.ini setup.py
 		|| { grep -v 'is ignored: it is neither' $(VENV)/pip-install.log | tail -40; exit 1; }
 	@touch $@
 
-report: $(STAMP)
+data: $(STAMP)
+	$(BIN)/kd_repro data --profile $(PROFILE)
+
+report: data
 	$(BIN)/kd_repro reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 test: $(STAMP)
+	$(BIN)/kd_repro data --profile smoke
 	$(BIN)/python -m pytest
 
 export: $(STAMP)

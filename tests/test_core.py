@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,24 @@ def test_every_profile_has_the_shared_sections():
         p = core.get_profile(name)
         assert {"data", "teacher", "student"} <= set(p), name
         assert all(t["epochs"] >= 1 for t in p["teacher"].values())
+
+
+def test_every_profile_names_a_known_subset_of_each_data_set():
+    from kd_repro.data import SUBSETS
+    for name in core.PROFILES:
+        subsets = core.get_profile(name)["data"]["subsets"]
+        assert {"mnist", "fashion_mnist"} <= set(subsets), name
+        for data_set, splits in subsets.items():
+            assert set(splits.values()) <= set(SUBSETS), (name, data_set)
+    assert core.get_profile("paper")["data"]["subsets"]["mnist"]["train"] == "full"
+
+
+def test_committed_quick_report_comes_from_committed_code():
+    "A report names the commit its code came from; `+dirty` means the numbers came from code nobody can check out."
+    folder = Path(__file__).resolve().parent.parent / "reports" / "quick"
+    commits = {json.loads(p.read_text())["commit"] for p in (folder / "results").glob("*.json")}
+    assert commits and not any(c.endswith("+dirty") or c == "unknown" for c in commits), commits
+    assert "+dirty" not in (folder / "RESULTS.md").read_text()
 
 
 def test_zskd_budgets_cover_every_data_set():

