@@ -91,7 +91,7 @@ class Generator(nn.Module):
 # %% ../nbs/13_dafl.ipynb #6b399ba7
 def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, iterations: int, *,
                batch_size: int = 512, lr_generator: float = 0.2, lr_student: float = 2e-3,
-               weights: dict | None = None, milestones=(0.4, 0.6), seed: int = 0,
+               weights: dict | None = None, milestones=(), activation_layer: str | None = None, seed: int = 0,
                evaluate_every: int = 0, on_evaluate=None, desc: str = "DAFL") -> list[dict]:
     "Train `generator` against the frozen `teacher` and distil `student` on its images; one record per iteration."
     weights = DAFL_WEIGHTS if weights is None else weights
@@ -100,6 +100,10 @@ def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, ite
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
     opt_s = torch.optim.Adam(student.parameters(), lr=lr_student)
     sched = step_decay(*milestones)(opt_s, iterations)
+    names = list(getattr(teacher, "feature_names", []))
+    if activation_layer is not None and activation_layer not in names:
+        raise ValueError(f"activation_layer {activation_layer!r} is not a stage of the teacher; its stages: {names}")
+    feature = names.index(activation_layer) if activation_layer is not None else -1
     latent = torch.Generator().manual_seed(seed)
     history = []
     student.train()
@@ -107,7 +111,7 @@ def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, ite
         for it in (bar := progress(range(iterations), desc)):
             images = generator(torch.randn(batch_size, generator.latent_dim, generator=latent))
             logits, features = teacher(images, return_features=True)
-            parts = generator_losses(logits, features[-1])
+            parts = generator_losses(logits, features[feature])
             student_loss = kd_loss(student(images.detach()), logits.detach(), 1.0)
             opt_g.zero_grad(); opt_s.zero_grad()
             (weighted_loss(parts, weights) + student_loss).backward()

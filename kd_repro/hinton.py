@@ -63,13 +63,14 @@ def distillation_loss(T: float, hard_weight: float = 0.1):
     return loss
 
 # %% ../nbs/10_hinton.ipynb #639afff1
-def mnist_mlp_teacher(profile: str, seed: int = 0, **overrides):
+def mnist_mlp_teacher(profile: str, seed: int = 0, init: str = "torch", **overrides):
     "The profile's 784-1200-1200-10 MNIST teacher (dropout, ±2 px jitter unless `overrides` say), trained once, cached."
     budget = get_profile(profile)
     H, D = budget["hinton"], budget["data"]
     t = with_overrides({"epochs": H["teacher_epochs"], "lr": 1e-3, "augment": "shift"}, overrides, "mnist_mlp_teacher")
     return train_teacher("hinton_teacher", "mnist", epochs=t["epochs"], lr=t["lr"], batch_size=D["batch_size"],
-                         augment=t["augment"], schedule="onecycle", profile=profile, seed=seed)
+                         augment=t["augment"], schedule="onecycle", profile=profile, seed=seed,
+                         arch_kwargs={"init": init} if init != "torch" else None)
 
 # %% ../nbs/10_hinton.ipynb #d8e65f41
 def without_classes(labels: torch.Tensor, classes) -> torch.Tensor:

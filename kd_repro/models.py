@@ -12,9 +12,9 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 # %% auto #0
-__all__ = ['MODELS', 'FeatureNet', 'count_parameters', 'MLP', 'hinton_teacher', 'hinton_student', 'LeNet5', 'lenet5',
-           'lenet5_half', 'lenet5_half_zskd', 'AlexNetCifar', 'alexnet_cifar', 'alexnet_cifar_half', 'CifarResNet',
-           'resnet18', 'resnet34', 'cifar_resnet', 'WideBlock', 'WideResNet', 'wrn', 'build_model']
+__all__ = ['INITS', 'MODELS', 'FeatureNet', 'count_parameters', 'lopes_init_', 'MLP', 'hinton_teacher', 'hinton_student',
+           'LeNet5', 'lenet5', 'lenet5_half', 'lenet5_half_zskd', 'AlexNetCifar', 'alexnet_cifar', 'alexnet_cifar_half',
+           'CifarResNet', 'resnet18', 'resnet34', 'cifar_resnet', 'WideBlock', 'WideResNet', 'wrn', 'build_model']
 
 # %% ../nbs/02_models.ipynb #0d8a8b8e
 class FeatureNet(nn.Module):
@@ -48,19 +48,36 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 # %% ../nbs/02_models.ipynb #773706fb
+INITS = ("torch", "lopes")
+
+
+def lopes_init_(model: nn.Module) -> nn.Module:
+    "Every linear layer: weights from a normal (std 1) truncated at ±2, biases 0.1 (Lopes et al.'s TensorFlow code)."
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=1.0, a=-2.0, b=2.0)
+            nn.init.constant_(m.bias, 0.1)
+    return model
+
+
 class MLP(FeatureNet):
     "784-h1-...-10 ReLU network on (B, 1, 28, 28) inputs; `dropout` on hidden units, `input_dropout` on pixels."
-    def __init__(self, hidden=(1200, 1200), num_classes=10, dropout=0.0, input_dropout=0.0, input_shape=(1, 28, 28)):
+    def __init__(self, hidden=(1200, 1200), num_classes=10, dropout=0.0, input_dropout=0.0, input_shape=(1, 28, 28),
+                 init: str = "torch"):
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {', '.join(INITS)}")
         stages, width = OrderedDict(), int(torch.tensor(input_shape).prod())
         for i, h in enumerate(hidden):
             drop = nn.Dropout(input_dropout if i == 0 else dropout)
             stages[f"fc{i + 1}"] = nn.Sequential(*([nn.Flatten()] if i == 0 else []), drop, nn.Linear(width, h), nn.ReLU())
             width = h
         super().__init__(stages, nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes)), input_shape)
+        if init == "lopes":
+            lopes_init_(self)
 
 
-def hinton_teacher(num_classes=10) -> MLP:
-    return MLP((1200, 1200), num_classes, dropout=0.5, input_dropout=0.2)
+def hinton_teacher(num_classes=10, init: str = "torch") -> MLP:
+    return MLP((1200, 1200), num_classes, dropout=0.5, input_dropout=0.2, init=init)
 
 
 def hinton_student(num_classes=10) -> MLP:
@@ -84,12 +101,12 @@ def lenet5(num_classes=10, in_channels=1) -> LeNet5:
 
 
 def lenet5_half(num_classes=10, in_channels=1) -> LeNet5:
-    "DAFL's and Lopes' half: every layer halved (15,738 parameters)."
+    "DAFL's half: every layer halved (15,738 parameters)."
     return LeNet5((3, 8), (60, 42), num_classes, in_channels)
 
 
 def lenet5_half_zskd(num_classes=10, in_channels=1) -> LeNet5:
-    "ZSKD's half: convolution channels halved, fully connected layers kept (35,820 parameters)."
+    "ZSKD's and Lopes' half: convolution channels halved, fully connected layers kept (35,820 parameters)."
     return LeNet5((3, 8), (120, 84), num_classes, in_channels)
 
 # %% ../nbs/02_models.ipynb #b289f63f

@@ -70,3 +70,16 @@ def test_generator_file_roundtrip_feeds_distill(tmp_path):
     torch.save(stale, tmp_path / "stale.pt")
     with pytest.raises(ValueError, match="retrain the generator"):
         load_generator(tmp_path / "stale.pt")
+
+
+def test_activation_loss_reads_the_named_stage():
+    "The authors' LeNet-5 puts the activation loss on c5 (`fc1`), not on the classifier's input."
+    histories = {}
+    for layer in (None, "fc1"):
+        torch.manual_seed(0)
+        teacher, student, generator = build_model("lenet5"), build_model("lenet5_half"), Generator(widths=(8, 4))
+        histories[layer] = train_dafl(teacher, student, generator, 1, batch_size=8, activation_layer=layer)
+    assert histories[None][0]["one_hot"] == histories["fc1"][0]["one_hot"]  # same images and teacher
+    assert histories[None][0]["activation"] != histories["fc1"][0]["activation"]
+    with pytest.raises(ValueError, match="not a stage of the teacher"):
+        train_dafl(teacher, student, generator, 1, batch_size=8, activation_layer="c5")

@@ -27,3 +27,14 @@ def test_wrong_input_shape_is_explained():
         build_model("resnet18")(torch.zeros(2, 1, 32, 32))
     with pytest.raises(ValueError, match="unknown model"):
         build_model("vgg16")
+
+
+def test_lopes_initialisation_is_the_authors_and_opt_in():
+    torch.manual_seed(0)
+    lopes, default = build_model("hinton_teacher", init="lopes"), build_model("hinton_teacher")
+    w = lopes.stages["fc2"][1].weight
+    assert abs(w.std().item() - 0.88) < 0.01 and w.abs().max() <= 2  # N(0, 1) truncated at ±2
+    assert all(torch.all(m.bias == 0.1) for m in lopes.modules() if isinstance(m, torch.nn.Linear))
+    assert default.stages["fc2"][1].weight.abs().max() <= 1 / 1200 ** 0.5  # PyTorch's uniform ±1/√fan_in
+    with pytest.raises(ValueError, match="unknown init 'he'"):
+        build_model("hinton_teacher", init="he")
