@@ -94,7 +94,7 @@ PROFILES: dict[str, dict] = {
                  "shift": 2, "affine_fraction": 0.5, "student_epochs": {"mnist": 30, "fashion_mnist": 30}, "counts": [6000, 12000],
                  "ablation_count": 12000, "ablation_datasets": ["mnist", "fashion_mnist"], "mixup_datasets": [], "student_seeds": [1, 2],
                  "datasets": ["mnist", "fashion_mnist"], "batch_size": 64, "teacher": {"mnist": {"augment": None, "epochs": 10}, "fashion_mnist": {}}},
-        "dafl": {"nets": ["lenet", "mlp"], "teacher": {"lenet": {"augment": None, "epochs": 10}, "mlp": {"augment": None}},
+        "dafl": {"nets": ["lenet", "mlp"], "teacher": {"lenet": {"augment": None, "epochs": 10, "resize": True}, "mlp": {"augment": None}},
                  "iterations": {"lenet": 24000, "mlp": 24000}, "batch_size": 512,
                  "widths": [128, 64], "lr_generator": 0.2, "lr_student": 2e-3, "eval_every": 1200,
                  "ablation_iterations": 24000, "student_epochs": 60, "reuse_batches": 2400, "student_milestones": [],

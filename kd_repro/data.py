@@ -375,7 +375,8 @@ def profile_data(profile: str, name: str, split: str) -> dict:
 
 
 def get_dataset(name: str, split: str = "train", *, subset: str | None = None, profile: str | None = None,
-                size: int | None = None, augment=None, limit: int | None = None, root=None, seed: int = 0):
+                size: int | None = None, resize: bool = False, augment=None, limit: int | None = None, root=None,
+                seed: int = 0):
     "`(ImageDataset, provenance)` for `name`, `split`, `subset` (default: the `profile`'s, else `full`); `limit` keeps a seeded sample."
     if name not in HOW_TO_GET:
         raise ValueError(f"unknown data set {name!r}; choose from {', '.join(HOW_TO_GET)}")
@@ -393,13 +394,21 @@ def get_dataset(name: str, split: str = "train", *, subset: str | None = None, p
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
     y = torch.from_numpy(np.array(labels, dtype=np.int64))
     x, y = _subset(x, y, limit, seed)
-    if size is not None and size != x.shape[-1]:
-        x = F.pad(x, [(size - x.shape[-1]) // 2] * 4) if size > x.shape[-1] else F.interpolate(x, size=size)
+    x = _to_size(x, size, resize)
     mean, std = NORMALIZATION[name]
     ds = ImageDataset(x.contiguous(), y, mean, std, get_augmentation(augment, x.shape[-1]))
     provenance = {"name": name, "split": split, **record, "count": len(ds),
-                  "limit": limit, "shape": list(x.shape[1:])}
+                  "limit": limit, "shape": list(x.shape[1:]), **({"resized": True} if resize else {})}
     return ds, provenance
+
+
+def _to_size(x: torch.Tensor, size: int | None, resize: bool) -> torch.Tensor:
+    "Images (N, C, H, W) at `size`: padded with zeros when larger (shrunk when smaller), or rescaled if `resize`."
+    if size is None or size == x.shape[-1]:
+        return x
+    if resize:
+        return v2.functional.resize(x, [size, size], antialias=True).clamp(0, 1)
+    return F.pad(x, [(size - x.shape[-1]) // 2] * 4) if size > x.shape[-1] else F.interpolate(x, size=size)
 
 # %% ../nbs/01_data.ipynb #e3997db3
 def describe(*provenances) -> str:

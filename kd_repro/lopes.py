@@ -17,15 +17,45 @@ from .data import to_inputs
 from .train import frozen
 
 # %% auto #0
-__all__ = ['layer_activations', 'layer_names', 'record_statistics', 'graph_fourier_basis', 'compress', 'reconstruct',
-           'linear_part', 'layer_operators', 'chain_adjacency', 'record_spectral', 'metadata_bytes', 'save_metadata',
-           'load_metadata', 'top_layer_objective', 'all_layers_objective', 'spectral_objective', 'fixed_dropout',
-           'Objective', 'noise_inputs', 'reconstruct_inputs']
+__all__ = ['RECORDED_AT', 'AUTHORS_AT', 'recorded_features', 'layer_activations', 'layer_names', 'record_statistics',
+           'graph_fourier_basis', 'compress', 'reconstruct', 'linear_part', 'layer_operators', 'chain_adjacency',
+           'spectral_bases', 'record_spectral', 'metadata_bytes', 'save_metadata', 'load_metadata',
+           'top_layer_objective', 'all_layers_objective', 'spectral_objective', 'fixed_dropout', 'Objective',
+           'noise_inputs', 'reconstruct_inputs']
 
 # %% ../nbs/11_lopes.ipynb #0c780b90
-def layer_activations(model: nn.Module, x: torch.Tensor, T: float) -> list[torch.Tensor]:
-    "The flattened output of every stage of `model` on `x`, then its logits / T: a list of (B, width)."
-    logits, features = model(x, return_features=True)
+RECORDED_AT = ("output", "pre_activation")
+AUTHORS_AT = "pre_activation"  # where the authors' code records: before each ReLU, and before LeNet-5's pooling
+
+
+def _stage_linear(stage: nn.Module) -> nn.Module:
+    "The first convolution or linear layer of a stage: its output is the stage's pre-activation."
+    for m in stage.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            return m
+    raise ValueError(f"stage {stage} has no convolution or linear layer to record before its activation")
+
+
+def recorded_features(model: nn.Module, x: torch.Tensor, at: str = "output") -> tuple[torch.Tensor, list]:
+    "The logits of `model` on `x` and, per stage, the recorded signal (unflattened) at `at`."
+    if at == "output":
+        return model(x, return_features=True)
+    if at != "pre_activation":
+        raise ValueError(f"unknown recording point {at!r}; choose from {', '.join(RECORDED_AT)}")
+    features = []
+    handles = [_stage_linear(s).register_forward_hook(lambda m, i, out: features.append(out))
+               for s in model.stages.values()]
+    try:
+        logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, features
+
+
+def layer_activations(model: nn.Module, x: torch.Tensor, T: float, at: str = "output") -> list[torch.Tensor]:
+    "Every stage's recorded signal (`at`: its output, or its pre-activation) flattened, then logits / T: (B, width) each."
+    logits, features = recorded_features(model, x, at)
     return [f.flatten(1) for f in features] + [logits / T]
 
 
@@ -53,14 +83,14 @@ def _class_moments(batches, num_classes: int) -> tuple[list, list]:
 
 
 @torch.no_grad()
-def record_statistics(model: nn.Module, loader, num_classes: int, T: float = 8.0) -> dict:
-    "Per-class mean and std of every recorded layer, and the Cholesky factor of the top layer's covariance."
+def record_statistics(model: nn.Module, loader, num_classes: int, T: float = 8.0, at: str = "output") -> dict:
+    "Per-class mean and std of every recorded layer (`at`), and the Cholesky factor of the top layer's covariance."
     model.eval()
     top = [[] for _ in range(num_classes)]
 
     def batches():
         for x, y in loader:
-            acts = layer_activations(model, x, T)
+            acts = layer_activations(model, x, T, at)
             for c in y.unique().tolist():
                 top[c].append(acts[-1][y == c])
             yield acts, y
@@ -69,7 +99,7 @@ def record_statistics(model: nn.Module, loader, num_classes: int, T: float = 8.0
     chol = torch.stack([torch.linalg.cholesky(torch.cov(torch.cat(t).T) + 1e-4 * torch.eye(means[-1].shape[1]))
                         for t in top])
     return {"kind": "statistics", "layers": layer_names(model), "widths": [m.shape[1] for m in means],
-            "T": T, "mean": means, "std": stds, "top_chol": chol}
+            "T": T, "at": at, "mean": means, "std": stds, "top_chol": chol}
 
 # %% ../nbs/11_lopes.ipynb #1d8958fc
 def graph_fourier_basis(adjacency: torch.Tensor) -> torch.Tensor:
@@ -132,15 +162,34 @@ def linear_part(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _split_at_linear(stage: nn.Module) -> tuple[list, list]:
+    "A stage's layers up to and including its first convolution or linear layer, and the rest."
+    children = list(stage.children()) if isinstance(stage, nn.Sequential) else [stage]
+    first = next((i for i, m in enumerate(children) if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    if first is None:
+        raise ValueError(f"no graph before the activation of {type(stage).__name__}: a stage must be a flat "
+                         "nn.Sequential with a convolution or linear layer")
+    return children[:first + 1], children[first + 1:]
+
+
+def _between_recorded(model: nn.Module, at: str) -> list[nn.Module]:
+    "The modules mapping each recorded layer (at `at`) to the next one; the last maps to the logits."
+    stages = list(model.stages.values())
+    if at == "output":
+        return stages[1:] + [model.classifier]
+    heads, tails = zip(*(_split_at_linear(s) for s in stages))
+    return [nn.Sequential(*tail, *head) for tail, head in zip(tails, heads[1:])] + \
+        [nn.Sequential(*tails[-1], model.classifier)]
+
+
 @torch.no_grad()
-def layer_operators(model: nn.Module) -> list[torch.Tensor]:
-    "The (out, in) matrix of the linear map between each pair of consecutive recorded layers."
+def layer_operators(model: nn.Module, at: str = "output") -> list[torch.Tensor]:
+    "The (out, in) matrix of the linear map between each pair of consecutive recorded layers (`at`)."
     if getattr(model, "input_shape", None) is None:
         raise ValueError("layer_operators needs a model with a fixed `input_shape`")
-    _, features = model(torch.zeros(1, *model.input_shape), return_features=True)
-    modules = [model.stages[n] for n in model.feature_names[1:]] + [model.classifier]
+    _, features = recorded_features(model, torch.zeros(1, *model.input_shape), at)
     operators = []
-    for feature, module in zip(features, modules):
+    for feature, module in zip(features, _between_recorded(model, at)):
         n = feature[0].numel()
         operators.append(linear_part(module, torch.eye(n).view(n, *feature.shape[1:])).flatten(1).T)
     return operators
@@ -161,36 +210,41 @@ def _class_means(stats: dict, names: list[str]) -> list[torch.Tensor]:
     return [stats["mean"][stats["layers"].index(n)] for n in names]
 
 
-def _graphs(model: nn.Module, pairs: bool):
-    names, operators = layer_names(model), layer_operators(model)
+def _graphs(model: nn.Module, pairs: bool, at: str = "output"):
+    names, operators = layer_names(model), layer_operators(model, at)
     if pairs:
         return [(names[i:i + 2], operators[i:i + 1]) for i in range(len(operators))]
     return [(names, operators)]
 
 
+def spectral_bases(model: nn.Module, pairs: bool = False, at: str = "output") -> list[torch.Tensor]:
+    "The graph Fourier basis of each graph of a spectral record (compute once, pass to the functions that need it)."
+    return [graph_fourier_basis(chain_adjacency(ops)) for _, ops in _graphs(model, pairs, at)]
+
+
 @torch.no_grad()
-def _class_spectra(model, loader, num_classes, T, groups, bases):
+def _class_spectra(model, loader, num_classes, T, groups, bases, at):
     "Per class and graph: mean and std of the graph-Fourier coefficients of each example's activations."
     index = [[layer_names(model).index(n) for n in names] for names, _ in groups]
     model.eval()
 
     def batches():
         for x, y in loader:
-            acts = layer_activations(model, x, T)
+            acts = layer_activations(model, x, T, at)
             yield [torch.cat([acts[j] for j in idx], 1) @ basis for idx, basis in zip(index, bases)], y
 
     return _class_moments(batches(), num_classes)
 
 
 def record_spectral(model: nn.Module, loader, num_classes: int, T: float = 8.0, keep: float = 0.1,
-                    pairs: bool = False, spread: bool = True) -> dict:
+                    pairs: bool = False, spread: bool = True, at: str = "output", bases=None) -> dict:
     "Per class, the `keep` largest mean graph-Fourier coefficients of the activations (and their std if `spread`)."
-    groups = _graphs(model, pairs)
-    bases = [graph_fourier_basis(chain_adjacency(ops)) for _, ops in groups]
-    means, stds = _class_spectra(model, loader, num_classes, T, groups, bases)
+    groups = _graphs(model, pairs, at)
+    bases = spectral_bases(model, pairs, at) if bases is None else bases
+    means, stds = _class_spectra(model, loader, num_classes, T, groups, bases, at)
     coeffs = [_keep_largest(m, keep) for m in means]
     record = {"kind": "spectral_layer_pairs" if pairs else "spectral_all_layers", "layers": layer_names(model),
-              "widths": [op.shape[1] for op in layer_operators(model)] + [num_classes], "T": T, "keep": keep,
+              "widths": [op.shape[1] for op in layer_operators(model, at)] + [num_classes], "T": T, "keep": keep, "at": at,
               "groups": [names for names, _ in groups], "coeffs": [c.to_sparse() for c in coeffs]}
     if spread:
         record["spread"] = [(s * (c != 0)).to_sparse() for s, c in zip(stds, coeffs)]
@@ -228,7 +282,8 @@ def load_metadata(path, model: nn.Module, T: float | None = None) -> dict:
         raise ValueError(f"{path} is not a kd_repro.lopes metadata record")
     with torch.no_grad():
         shape = (1, *model.input_shape) if getattr(model, "input_shape", None) else None
-        widths = [a.shape[1] for a in layer_activations(model.eval(), torch.zeros(shape), 1.0)] if shape else None
+        at = record.get("at", "output")
+        widths = [a.shape[1] for a in layer_activations(model.eval(), torch.zeros(shape), 1.0, at)] if shape else None
     if record["layers"] != layer_names(model) or (widths is not None and record["widths"] != widths):
         raise ValueError(f"{path} records layers {list(zip(record['layers'], record['widths']))}, but this model has "
                          f"{list(zip(layer_names(model), widths or []))}: it was recorded for another architecture")
@@ -254,16 +309,17 @@ def all_layers_objective(stats: dict, classes: torch.Tensor, generator=None):
         (acts[-1] - targets[-1]).square().mean(1)
 
 
-def spectral_objective(record: dict, model: nn.Module, classes: torch.Tensor, generator=None):
+def spectral_objective(record: dict, model: nn.Module, classes: torch.Tensor, generator=None, bases=None):
     "Loss: Σ over the record's graphs of the squared error between the activations and a rebuilt class signal."
+    pairs, at = record["kind"] == "spectral_layer_pairs", record.get("at", "output")
+    bases = spectral_bases(model, pairs, at) if bases is None else bases
     targets, index = [], []
     spreads = record.get("spread", [None] * len(record["coeffs"]))
-    for (names, ops), coeffs, spread in zip(_graphs(model, record["kind"] == "spectral_layer_pairs"),
-                                            record["coeffs"], spreads):
+    for names, basis, coeffs, spread in zip(record["groups"], bases, record["coeffs"], spreads):
         target = coeffs.to_dense()[classes]
         if spread is not None:
             target = target + spread.to_dense()[classes] * torch.randn(target.shape, generator=generator)
-        targets.append(reconstruct(target, graph_fourier_basis(chain_adjacency(ops))))
+        targets.append(reconstruct(target, basis))
         index.append([record["layers"].index(n) for n in names])
     return lambda acts: sum((torch.cat([acts[i] for i in idx], 1) - t).square().mean(1)
                             for idx, t in zip(index, targets))
@@ -294,9 +350,9 @@ def fixed_dropout(model: nn.Module, generator=None):
 
 # %% ../nbs/11_lopes.ipynb #d38fcb85
 class Objective:
-    "A per-image reconstruction loss `fn(activations) -> (B,)` and the temperature T of the recorded logits."
-    def __init__(self, fn, T: float):
-        self.fn, self.T = fn, T
+    "A per-image reconstruction loss `fn(activations) -> (B,)`, the recorded logits' temperature T and recording point."
+    def __init__(self, fn, T: float, at: str = "output"):
+        self.fn, self.T, self.at = fn, T, at
 
     def __call__(self, acts):
         return self.fn(acts)
@@ -314,7 +370,7 @@ def reconstruct_inputs(teacher: nn.Module, objective, classes: torch.Tensor, sha
     opt = torch.optim.Adam([x], lr=lr)
     with frozen(teacher):
         for _ in range(steps):
-            loss = objective(layer_activations(teacher, x, objective.T)).sum()
+            loss = objective(layer_activations(teacher, x, objective.T, objective.at)).sum()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -323,16 +323,16 @@ def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
 # %% ../nbs/03_train.ipynb #f1c16f4e
 def train_teacher(arch: str, dataset: str = "mnist", *, epochs: int, lr: float = 1e-3, batch_size: int = 128,
                   augment=None, schedule="onecycle", optimizer="adam", weight_decay: float = 0.0, size=None,
-                  profile: str | None = None, train_limit=None, test_limit=None, seed: int = 0,
+                  resize: bool = False, profile: str | None = None, train_limit=None, test_limit=None, seed: int = 0,
                   arch_kwargs: dict | None = None, force: bool = False):
     "`(model, info)`: `arch` trained on `dataset` (the `profile`'s subsets), from the cache when trained before."
     with timer() as t:
-        train, train_prov = get_dataset(dataset, "train", profile=profile, size=size, augment=augment,
+        train, train_prov = get_dataset(dataset, "train", profile=profile, size=size, resize=resize, augment=augment,
                                         limit=train_limit, seed=seed)
         model_kwargs = {"num_classes": NUM_CLASSES[dataset], **(arch_kwargs or {})}
         model = build_model(arch, **model_kwargs)
         hyper = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "augment": augment, "schedule": schedule,
-                 "optimizer": optimizer, "weight_decay": weight_decay, "size": size}
+                 "optimizer": optimizer, "weight_decay": weight_decay, "size": size, **({"resize": True} if resize else {})}
         key = teacher_key(arch, model_kwargs, train_prov, hyper, seed)
         path = cache_dir() / "teachers" / f"{arch}-{dataset}-{key_hash(key)}.pt"
         info = None if force else load_checkpoint(path, key, model)
@@ -342,7 +342,8 @@ def train_teacher(arch: str, dataset: str = "mnist", *, epochs: int, lr: float =
         model = build_model(arch, **model_kwargs)
         history = fit(model, get_loader(train, batch_size, seed=seed), epochs, lr=lr, optimizer=optimizer,
                       weight_decay=weight_decay, schedule=schedule, desc=f"teacher {arch}/{dataset}")
-        test, test_prov = get_dataset(dataset, "test", profile=profile, size=size, limit=test_limit, seed=seed)
+        test, test_prov = get_dataset(dataset, "test", profile=profile, size=size, resize=resize, limit=test_limit,
+                                      seed=seed)
         result = evaluate(model, get_loader(test, 512, train=False))
         info = {"arch": arch, "dataset": dataset, "test_accuracy": result["accuracy"], "test_loss": result["loss"],
                 "train_seconds": t.seconds, "history": history, "hyperparameters": hyper, "seed": seed,
@@ -359,9 +360,9 @@ def with_overrides(defaults: dict, overrides: dict, who: str) -> dict:
     return {**defaults, **overrides}
 
 
-def lenet5_teacher(profile: str, dataset: str = "mnist", seed: int = 0, **overrides):
-    "The profile's LeNet-5 teacher on `dataset` (32×32 inputs; `overrides` of epochs/lr/augment), trained once, cached."
+def lenet5_teacher(profile: str, dataset: str = "mnist", seed: int = 0, resize: bool = False, **overrides):
+    "The profile's LeNet-5 teacher on `dataset` (32×32 inputs, padded or `resize`d; `overrides`), trained once, cached."
     budget = get_profile(profile)
     t, d = with_overrides(budget["teacher"][dataset], overrides, "lenet5_teacher"), budget["data"]
     return train_teacher("lenet5", dataset, epochs=t["epochs"], lr=t["lr"], batch_size=d["batch_size"],
-                         augment=t["augment"], size=32, profile=profile, seed=seed)
+                         augment=t["augment"], size=32, resize=resize, profile=profile, seed=seed)

@@ -63,26 +63,50 @@ def _minmax(x):
     return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(x)
 
 
+def _fit_to_targets(teacher, x, targets, opt, steps, T, mean, std):
+    "`steps` steps of `opt` on the first len(targets) images of `x` towards the teacher's softmax `targets` at T."
+    n = len(targets)
+    for _ in range(steps):
+        log_p = F.log_softmax(teacher(to_inputs(x[:n], mean, std)) / T, 1)
+        loss = -(targets * log_p).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            x.copy_(_minmax(x))
+    return x[:n].detach().clone()
+
+
+def _class_runs(classes: torch.Tensor, batch_size: int) -> list[slice]:
+    "Slices of at most `batch_size` rows that never cross a change of class, in order."
+    starts = [0] + [i for i in range(1, len(classes)) if classes[i] != classes[i - 1]] + [len(classes)]
+    return [slice(i, min(i + batch_size, end)) for start, end in zip(starts, starts[1:])
+            for i in range(start, end, batch_size)]
+
+
 def synthesize_impressions(teacher: nn.Module, targets: torch.Tensor, shape, mean, std, *, T: float = 20.0,
-                           steps: int = 1500, lr: float = 0.01, batch_size: int = 256, seed: int = 0) -> torch.Tensor:
-    "Data Impressions in pixel units [0, 1], one per target softmax vector (N, K)."
+                           steps: int = 1500, lr: float = 0.01, batch_size: int = 256, seed: int = 0,
+                           warm_start: bool = False, classes: torch.Tensor | None = None) -> torch.Tensor:
+    "Data Impressions in pixel units [0, 1], one per target softmax vector (N, K); `warm_start` as the authors' code."
     if targets.ndim != 2 or not torch.isfinite(targets).all():
         raise ValueError(f"targets must be finite (N, classes) probability vectors, got {tuple(targets.shape)}")
+    if warm_start and (classes is None or classes.shape != targets.shape[:1]):
+        raise ValueError("warm_start restarts from noise at each new class: pass the targets' `classes` (N,)")
     g = torch.Generator().manual_seed(seed)
     out = []
     with frozen(teacher):
-        for chunk in targets.split(batch_size):
-            x = torch.rand(len(chunk), *shape, generator=g).requires_grad_()
-            opt = torch.optim.Adam([x], lr=lr)
-            for _ in range(steps):
-                log_p = F.log_softmax(teacher(to_inputs(x, mean, std)) / T, 1)
-                loss = -(chunk * log_p).sum(1).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        if not warm_start:
+            for chunk in targets.split(batch_size):
+                x = torch.rand(len(chunk), *shape, generator=g).requires_grad_()
+                out.append(_fit_to_targets(teacher, x, chunk, torch.optim.Adam([x], lr=lr), steps, T, mean, std))
+            return torch.cat(out)
+        x = torch.rand(batch_size, *shape, generator=g).requires_grad_()
+        opt = torch.optim.Adam([x], lr=lr)  # one optimiser, its moments kept across batches and classes
+        for rows in _class_runs(classes, batch_size):
+            if rows.start > 0 and classes[rows.start] != classes[rows.start - 1]:
                 with torch.no_grad():
-                    x.copy_(_minmax(x))
-            out.append(x.detach())
+                    x.copy_(torch.rand(x.shape, generator=g))
+            out.append(_fit_to_targets(teacher, x, targets[rows], opt, steps, T, mean, std))
     return torch.cat(out)
 
 # %% ../nbs/12_zskd.ipynb #799faef2

@@ -67,6 +67,10 @@ def test_torchvision_layout_and_resize(tmp_path, offline):
         ds, prov = get_dataset("mnist", "test", root=tmp_path, size=32)
     assert ds.images.shape == (4, 1, 32, 32)
     assert torch.all(ds.images[:, :, :2] == 0) and torch.all(ds.images[:, :, :, -2:] == 0)  # 2-pixel frame
+    stretched, prov = get_dataset("mnist", "test", root=tmp_path, size=32, resize=True)  # read once: no second warning
+    assert stretched.images.shape == (4, 1, 32, 32) and prov["resized"] is True  # DAFL's and Lopes' Resize((32, 32))
+    expected = torch.nn.functional.interpolate(ds.images[:, :, 2:-2, 2:-2], size=32, mode="bilinear", antialias=True)
+    assert torch.allclose(stretched.images, expected.clamp(0, 1), atol=1e-5)
 
 
 def test_without_a_data_folder_mnist_test_is_the_shipped_official_split(tmp_path, offline):

@@ -4,8 +4,8 @@ import torch
 
 from kd_repro.lopes import (chain_adjacency, compress, fixed_dropout, graph_fourier_basis, layer_activations,
                             layer_operators, linear_part, load_metadata, metadata_bytes, reconstruct,
-                            record_spectral, record_statistics, save_metadata, spectral_objective)
-from kd_repro.models import build_model
+                            record_spectral, record_statistics, save_metadata, spectral_bases, spectral_objective)
+from kd_repro.models import LeNet5, build_model
 
 
 def _symmetric(n, seed=0):
@@ -107,3 +107,22 @@ def test_spectral_spread_gives_each_image_its_own_target():
     fixed = spectral_objective(mean_only, model, classes)(acts)
     assert not torch.allclose(sampled[0], sampled[1])
     assert torch.allclose(fixed[0], fixed[1])
+
+
+def test_pre_activation_records_are_taken_before_relu_and_pooling(tmp_path):
+    "The authors' recording point: a record taken there loads only for that point's widths and rebuilds its signals."
+    model = LeNet5(channels=(1, 2), widths=(8, 6)).eval()
+    x = torch.randn(4, 1, 32, 32)
+    pre, post = (layer_activations(model, x, 1.0, at) for at in ("pre_activation", "output"))
+    assert [a.shape[1] for a in pre] == [784, 200, 8, 6, 10] and [a.shape[1] for a in post] == [196, 50, 8, 6, 10]
+    assert torch.allclose(torch.relu(pre[2]), post[2]) and (pre[2] < 0).any()
+    stats = record_statistics(model, _digits_loader(), 10, at="pre_activation")
+    assert stats["at"] == "pre_activation" and (stats["mean"][0] < 0).any()
+    bases = spectral_bases(model, at="pre_activation")
+    record = record_spectral(model, _digits_loader(), 10, keep=1.0, at="pre_activation", bases=bases)
+    signal = torch.cat(stats["mean"], 1)  # keeping every coefficient rebuilds the class means exactly
+    assert torch.allclose(reconstruct(record["coeffs"][0].to_dense(), bases[0]), signal, atol=1e-3)
+    back = load_metadata(save_metadata(record, tmp_path / "pre.pt"), LeNet5(channels=(1, 2), widths=(8, 6)))
+    assert back["widths"] == stats["widths"]
+    with pytest.raises(ValueError, match="unknown recording point"):
+        layer_activations(model, x, 1.0, "after_pool")

@@ -62,3 +62,19 @@ def test_impressions_move_the_teacher_towards_the_targets(tmp_path):
         load_impressions(tmp_path / "broken.pt", teacher, (1, 32, 32))
     with pytest.raises(ValueError, match="probability vectors"):
         synthesize_impressions(teacher, torch.ones(3), (1, 32, 32), (0.1307,), (0.3081,), steps=1)
+
+
+def test_warm_start_continues_within_a_class_and_keeps_one_adam():
+    "The authors' synthesis: reset at each new class, otherwise start from the previous batch's optimised images."
+    torch.manual_seed(0)
+    teacher = build_model("lenet5")
+    targets, classes, _ = sample_targets(teacher.classifier.weight, 3, betas=(1.0,))
+    ce = lambda x, t: -(t * F.log_softmax(teacher((x - 0.1307) / 0.3081) / 20, 1)).sum(1).mean().item()
+    fresh = synthesize_impressions(teacher, targets[:6], (1, 32, 32), (0.1307,), (0.3081,), steps=10, lr=0.1,
+                                   batch_size=3)
+    warm = synthesize_impressions(teacher, targets[:6], (1, 32, 32), (0.1307,), (0.3081,), steps=10, lr=0.1,
+                                  batch_size=3, warm_start=True, classes=classes[:6])
+    assert warm.shape == fresh.shape and not torch.equal(warm, fresh)
+    assert ce(warm[:3], targets[:3]) < ce(torch.rand(3, 1, 32, 32), targets[:3])
+    with pytest.raises(ValueError, match="classes"):
+        synthesize_impressions(teacher, targets, (1, 32, 32), (0.1307,), (0.3081,), steps=1, warm_start=True)
