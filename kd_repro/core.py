@@ -82,6 +82,18 @@ PROFILES: dict[str, dict] = {
         "student": {"epochs": 60, "lr": 1e-3},
         "performance": {"repeats": 5, "epochs": 5, "dafl_batch": 512, "dafl_iterations": 5},
     },
+    "paper-smoke": {
+        "description": "the paper profile's settings and data subsets on the smoke profile's budgets: checks that the "
+                       "paper's code paths run (its numbers mean nothing)",
+        "data": {"train_limit": 512, "test_limit": 512, "batch_size": 128,
+                 "subsets": {"mnist": {"train": "full", "test": "full"}, "digits": {"train": "full"},
+                             "fashion_mnist": {"train": "full", "test": "full"}}},
+        "teacher": {"mnist": {"epochs": 1, "lr": 3e-3, "augment": "affine"},
+                    "fashion_mnist": {"epochs": 1, "lr": 3e-3, "augment": None}},
+        "student": {"epochs": 1, "lr": 1e-3},
+        "performance": {"repeats": 1, "epochs": 1, "dafl_batch": 512, "dafl_iterations": 1},
+        "budgets_of": "smoke",
+    },
 }
 SETTINGS_MODULES = {"hinton": "kd_repro.hinton", "lopes": "kd_repro.lopes", "zskd": "kd_repro.zskd",
                     "dafl": "kd_repro.dafl"}
@@ -97,10 +109,10 @@ def get_profile(name: str) -> dict:
 _AS_DEFAULT = object()
 
 
-def setting(default, doc: str, paper=_AS_DEFAULT):
-    "A field of a paper's settings dataclass: its `default` (the paper profile's), what it means, and the paper's value if another."
+def setting(default, doc: str, paper=_AS_DEFAULT, budget: bool = False):
+    "A field of a paper's settings dataclass: its `default` (the paper profile's), meaning, the paper's value if another, and whether it is a budget."
     return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
-                             metadata={"doc": doc, "paper": default if paper is _AS_DEFAULT else paper})
+                             metadata={"doc": doc, "paper": default if paper is _AS_DEFAULT else paper, "budget": budget})
 
 
 def _module_settings(section: str):
@@ -109,9 +121,19 @@ def _module_settings(section: str):
     return importlib.import_module(SETTINGS_MODULES[section]).SETTINGS
 
 
+def _changes(section: str, profile: str, defaults) -> dict:
+    "What `profile` changes in `section`; a profile with `budgets_of` takes only that profile's budget changes."
+    table = get_profile(profile)
+    if "budgets_of" in table:
+        budgets = {f.name for f in dataclasses.fields(defaults) if f.metadata["budget"]}
+        return {k: v for k, v in _changes(section, table["budgets_of"], defaults).items() if k in budgets}
+    return table.get(section, {})
+
+
 def get_settings(section: str, profile: str):
     "The settings notebook `section` runs under `profile`: its module's `SETTINGS` with the profile's changes."
-    defaults, changes = _module_settings(section), get_profile(profile).get(section, {})
+    defaults = _module_settings(section)
+    changes = _changes(section, profile, defaults)
     unknown = set(changes) - {f.name for f in dataclasses.fields(defaults)}
     if unknown:
         raise ValueError(f"profile {profile!r} changes unknown {section} settings {sorted(unknown)}")

@@ -29,17 +29,17 @@ class DAFLSettings:
     nets: list = setting(["lenet", "mlp"], "the teacher → student pairs of Table 1 that run")
     teacher: dict = setting({"lenet": {"augment": None, "epochs": 10, "resize": True}, "mlp": {"augment": None}},
                             "overrides of the shared teacher recipes (the authors: no augmentation, digits resized to 32×32)")
-    iterations: dict = setting({"lenet": 24000, "mlp": 24000}, "joint generator-and-student iterations (200 epochs × 120)")
-    batch_size: int = setting(512, "generated images per iteration")
+    iterations: dict = setting({"lenet": 24000, "mlp": 24000}, "joint generator-and-student iterations (200 epochs × 120)", budget=True)
+    batch_size: int = setting(512, "generated images per iteration", budget=True)
     widths: list = setting([128, 64], "the generator's channel widths")
     lr_generator: float = setting(0.2, "the generator's Adam learning rate")
     lr_student: float = setting(2e-3, "the student's Adam learning rate")
     student_milestones: list = setting([], "fractions of the run where the student's rate drops ×0.1 (MNIST: none)")
     activation_layer: dict = setting({"lenet": "fc1", "mlp": "fc2"}, "the teacher layer of the activation loss")
-    eval_every: int = setting(1200, "iterations between two test evaluations of the student (for the curve only)")
-    ablation_iterations: int = setting(24000, "iterations of each row of the loss ablation")
-    student_epochs: int = setting(60, "epochs of the students trained on real data (ours)")
-    reuse_batches: int = setting(2400, "batches of the generator-reuse row (ours)")
+    eval_every: int = setting(1200, "iterations between two test evaluations of the student (for the curve only)", budget=True)
+    ablation_iterations: int = setting(24000, "iterations of each row of the loss ablation", budget=True)
+    student_epochs: int = setting(60, "epochs of the students trained on real data (ours)", budget=True)
+    reuse_batches: int = setting(2400, "batches of the generator-reuse row (ours)", budget=True)
 
 
 SETTINGS = DAFLSettings()

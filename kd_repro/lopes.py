@@ -31,13 +31,13 @@ class LopesSettings:
     "Lopes et al.'s settings: the paper profile's values."
     T: float = setting(8, "temperature of the recorded logits and of distillation")
     keep: float = setting(0.1, "share of graph-Fourier coefficients a spectral record keeps")
-    per_class: dict = setting({"mlp": 6400, "lenet": 6400}, "reconstructions per class, per network")
-    steps: int = setting(1000, "Adam steps per reconstruction")
+    per_class: dict = setting({"mlp": 6400, "lenet": 6400}, "reconstructions per class, per network", budget=True)
+    steps: int = setting(1000, "Adam steps per reconstruction", budget=True)
     lr: float = setting(0.05, "Adam's learning rate on the reconstructed inputs (ours)", paper=0.07)
-    distill_epochs: int = setting(30, "epochs of distillation on the reconstructions")
-    student_epochs: int = setting(10, "epochs of the student trained on the real digits")
+    distill_epochs: int = setting(30, "epochs of distillation on the reconstructions", budget=True)
+    student_epochs: int = setting(10, "epochs of the student trained on the real digits", budget=True)
     batch_size: int = setting(64, "batch size of distillation")
-    seeds: dict = setting({"mlp": [0, 1, 2], "lenet": [0, 1, 2]}, "paired seeds of every student row, per network (ours)")
+    seeds: dict = setting({"mlp": [0, 1, 2], "lenet": [0, 1, 2]}, "paired seeds of every student row, per network (ours)", budget=True)
     teacher: dict = setting({"mlp": {"augment": None, "epochs": 10, "init": "lopes"}, "lenet": {"augment": None, "epochs": 10}},
                             "how each teacher is trained: overrides of the shared teacher recipe (the authors': 10 epochs, "
                             "no augmentation, their initialisation of the MLP)")
