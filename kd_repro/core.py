@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import importlib
 import importlib.util
 import json
 import math
@@ -20,9 +22,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'RESULT_KEYS', 'SOURCE_PATHS', 'get_profile', 'default_profile', 'seed_everything', 'get_device',
-           'project_root', 'cache_dir', 'data_dir', 'report_dir', 'check_matrix', 'result_row', 'git_commit',
-           'save_results', 'load_results', 'Stopwatch', 'timer']
+__all__ = ['PROFILES', 'SETTINGS_MODULES', 'RESULT_KEYS', 'SOURCE_PATHS', 'get_profile', 'setting', 'get_settings',
+           'settings_table', 'default_profile', 'seed_everything', 'get_device', 'project_root', 'cache_dir',
+           'data_dir', 'report_dir', 'check_matrix', 'result_row', 'git_commit', 'save_results', 'load_results',
+           'Stopwatch', 'timer']
 
 # %% ../nbs/00_core.ipynb #8dfef360
 PROFILES: dict[str, dict] = {
@@ -35,20 +38,17 @@ PROFILES: dict[str, dict] = {
                     "fashion_mnist": {"epochs": 1, "lr": 3e-3, "augment": None}},
         "student": {"epochs": 1, "lr": 1e-3},
         "performance": {"repeats": 1, "epochs": 1, "dafl_batch": 32, "dafl_iterations": 1},
-        "hinton": {"teacher_epochs": 1, "student_epochs": 1, "temperatures": [1, 20], "T": 20, "hard_weight": 0.1,
-                   "small_fraction": 0.1, "small_epochs": 2, "n_clusters": 3, "top_n": 2,
-                   "specialist_images": 256, "specialist_epochs": 1, "specialist_lr": 3e-4, "combine_steps": 20, "seeds": [0]},
-        "lopes": {"T": 8, "per_class": {"mlp": 3, "lenet": 3}, "steps": 5, "lr": 0.05, "keep": 0.1,
-                  "distill_epochs": 1, "student_epochs": 1, "batch_size": 64, "seeds": {"mlp": [0, 1], "lenet": [0]},
-                  "teacher": {"mlp": {"init": "lopes"}, "lenet": {}}},
-        "zskd": {"T": 20, "per_class": 2, "steps": 5, "lr": 0.05, "synthesis_batch": 256, "distill_epochs": {"mnist": 1, "fashion_mnist": 1},
-                 "shift": 2, "affine_fraction": 0.5, "student_epochs": {"mnist": 1, "fashion_mnist": 1}, "counts": [20],
-                 "ablation_count": 20, "ablation_datasets": ["mnist"], "mixup_datasets": ["fashion_mnist"], "student_seeds": [1],
-                 "datasets": ["mnist", "fashion_mnist"], "batch_size": 64, "teacher": {"mnist": {}, "fashion_mnist": {}}},
-        "dafl": {"nets": ["lenet", "mlp"], "teacher": {"lenet": {}, "mlp": {}}, "iterations": {"lenet": 6, "mlp": 4}, "batch_size": 32,
-                 "widths": [16, 8],
-                 "lr_generator": 0.2, "lr_student": 2e-3, "eval_every": 2, "ablation_iterations": 2,
-                 "student_epochs": 1, "reuse_batches": 2, "student_milestones": [], "activation_layer": {"lenet": "fc1", "mlp": "fc2"}},
+        "hinton": {"teacher_epochs": 1, "student_epochs": 1, "temperatures": [1, 20], "small_fraction": 0.1,
+                   "small_epochs": 2, "n_clusters": 3, "specialist_images": 256, "specialist_epochs": 1,
+                   "combine_steps": 20, "seeds": [0]},
+        "lopes": {"per_class": {"mlp": 3, "lenet": 3}, "steps": 5, "distill_epochs": 1, "student_epochs": 1,
+                  "seeds": {"mlp": [0, 1], "lenet": [0]}, "teacher": {"mlp": {"init": "lopes"}, "lenet": {}}},
+        "zskd": {"per_class": 2, "steps": 5, "lr": 0.05, "synthesis_batch": 256,
+                 "distill_epochs": {"mnist": 1, "fashion_mnist": 1}, "student_epochs": {"mnist": 1, "fashion_mnist": 1},
+                 "counts": [20], "ablation_count": 20, "ablation_datasets": ["mnist"], "mixup_datasets": ["fashion_mnist"],
+                 "student_seeds": [1], "teacher": {"mnist": {}, "fashion_mnist": {}}},
+        "dafl": {"teacher": {"lenet": {}, "mlp": {}}, "iterations": {"lenet": 6, "mlp": 4}, "batch_size": 32,
+                 "widths": [16, 8], "eval_every": 2, "ablation_iterations": 2, "student_epochs": 1, "reuse_batches": 2},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -59,21 +59,18 @@ PROFILES: dict[str, dict] = {
                     "fashion_mnist": {"epochs": 10, "lr": 3e-3, "augment": None}},
         "student": {"epochs": 30, "lr": 1e-3},
         "performance": {"repeats": 3, "epochs": 3, "dafl_batch": 512, "dafl_iterations": 2},
-        "hinton": {"teacher_epochs": 40, "student_epochs": 30, "temperatures": [1, 2, 4, 8, 20], "T": 20,
-                   "hard_weight": 0.1, "small_fraction": 0.03, "small_epochs": 60, "n_clusters": 5, "top_n": 2,
-                   "specialist_images": 12000, "specialist_epochs": 5, "specialist_lr": 3e-4, "combine_steps": 200, "seeds": [0, 1, 2]},
-        "lopes": {"T": 8, "per_class": {"mlp": 200, "lenet": 500}, "steps": 60, "lr": 0.05, "keep": 0.1,
-                  "distill_epochs": 30, "student_epochs": 30, "batch_size": 64, "seeds": {"mlp": [0, 1, 2], "lenet": [0]},
+        "hinton": {"teacher_epochs": 40, "student_epochs": 30, "specialist_images": 12000, "specialist_epochs": 5,
+                   "combine_steps": 200},
+        "lopes": {"per_class": {"mlp": 200, "lenet": 500}, "steps": 60, "student_epochs": 30,
+                  "seeds": {"mlp": [0, 1, 2], "lenet": [0]},
                   "teacher": {"mlp": {"augment": None, "epochs": 10, "init": "lopes"}, "lenet": {"augment": None, "epochs": 30}}},
-        "zskd": {"T": 20, "per_class": 500, "steps": 50, "lr": 0.1, "synthesis_batch": 256, "distill_epochs": {"mnist": 60, "fashion_mnist": 150},
-                 "shift": 2, "affine_fraction": 0.5, "student_epochs": {"mnist": 20, "fashion_mnist": 8}, "counts": [2000, 4000],
-                 "ablation_count": 4000, "ablation_datasets": ["mnist"], "mixup_datasets": ["fashion_mnist"], "student_seeds": [1, 2],
-                 "datasets": ["mnist", "fashion_mnist"], "batch_size": 64, "teacher": {"mnist": {"augment": None, "epochs": 30}, "fashion_mnist": {}}},
-        "dafl": {"nets": ["lenet", "mlp"], "teacher": {"lenet": {"augment": None, "epochs": 30}, "mlp": {"augment": None}},
-                 "iterations": {"lenet": 3500, "mlp": 1500}, "batch_size": 128,
-                 "widths": [16, 8], "lr_generator": 0.2, "lr_student": 2e-3, "eval_every": 500,
-                 "ablation_iterations": 200, "student_epochs": 30, "reuse_batches": 300, "student_milestones": [],
-                 "activation_layer": {"lenet": "fc1", "mlp": "fc2"}},
+        "zskd": {"per_class": 500, "steps": 50, "lr": 0.1, "synthesis_batch": 256,
+                 "distill_epochs": {"mnist": 60, "fashion_mnist": 150}, "student_epochs": {"mnist": 20, "fashion_mnist": 8},
+                 "counts": [2000, 4000], "ablation_count": 4000, "ablation_datasets": ["mnist"],
+                 "mixup_datasets": ["fashion_mnist"], "teacher": {"mnist": {"augment": None, "epochs": 30}, "fashion_mnist": {}}},
+        "dafl": {"teacher": {"lenet": {"augment": None, "epochs": 30}, "mlp": {"augment": None}},
+                 "iterations": {"lenet": 3500, "mlp": 1500}, "batch_size": 128, "widths": [16, 8], "eval_every": 500,
+                 "ablation_iterations": 200, "student_epochs": 30, "reuse_batches": 300},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -84,23 +81,22 @@ PROFILES: dict[str, dict] = {
                     "fashion_mnist": {"epochs": 40, "lr": 3e-3, "augment": None}},
         "student": {"epochs": 60, "lr": 1e-3},
         "performance": {"repeats": 5, "epochs": 5, "dafl_batch": 512, "dafl_iterations": 5},
-        "hinton": {"teacher_epochs": 100, "student_epochs": 60, "temperatures": [1, 2, 4, 8, 20], "T": 20,
-                   "hard_weight": 0.1, "small_fraction": 0.03, "small_epochs": 60, "n_clusters": 5, "top_n": 2,
-                   "specialist_images": 60000, "specialist_epochs": 10, "specialist_lr": 3e-4, "combine_steps": 300, "seeds": [0, 1, 2]},
-        "lopes": {"T": 8, "per_class": {"mlp": 6400, "lenet": 6400}, "steps": 1000, "lr": 0.05, "keep": 0.1,
-                  "distill_epochs": 30, "student_epochs": 10, "batch_size": 64, "seeds": {"mlp": [0, 1, 2], "lenet": [0, 1, 2]},
-                  "teacher": {"mlp": {"augment": None, "epochs": 10, "init": "lopes"}, "lenet": {"augment": None, "epochs": 10}}},
-        "zskd": {"T": 20, "per_class": 1200, "steps": 1500, "lr": 0.001, "synthesis_batch": 100, "distill_epochs": {"mnist": 500, "fashion_mnist": 500},
-                 "shift": 2, "affine_fraction": 0.5, "student_epochs": {"mnist": 30, "fashion_mnist": 30}, "counts": [6000, 12000],
-                 "ablation_count": 12000, "ablation_datasets": ["mnist", "fashion_mnist"], "mixup_datasets": [], "student_seeds": [1, 2],
-                 "datasets": ["mnist", "fashion_mnist"], "batch_size": 64, "teacher": {"mnist": {"augment": None, "epochs": 10}, "fashion_mnist": {}}},
-        "dafl": {"nets": ["lenet", "mlp"], "teacher": {"lenet": {"augment": None, "epochs": 10, "resize": True}, "mlp": {"augment": None}},
-                 "iterations": {"lenet": 24000, "mlp": 24000}, "batch_size": 512,
-                 "widths": [128, 64], "lr_generator": 0.2, "lr_student": 2e-3, "eval_every": 1200,
-                 "ablation_iterations": 24000, "student_epochs": 60, "reuse_batches": 2400, "student_milestones": [],
-                 "activation_layer": {"lenet": "fc1", "mlp": "fc2"}},
+    },
+    "paper-smoke": {
+        "description": "the paper profile's settings and data subsets on the smoke profile's budgets: checks that the "
+                       "paper's code paths run (its numbers mean nothing)",
+        "data": {"train_limit": 512, "test_limit": 512, "batch_size": 128,
+                 "subsets": {"mnist": {"train": "full", "test": "full"}, "digits": {"train": "full"},
+                             "fashion_mnist": {"train": "full", "test": "full"}}},
+        "teacher": {"mnist": {"epochs": 1, "lr": 3e-3, "augment": "affine"},
+                    "fashion_mnist": {"epochs": 1, "lr": 3e-3, "augment": None}},
+        "student": {"epochs": 1, "lr": 1e-3},
+        "performance": {"repeats": 1, "epochs": 1, "dafl_batch": 512, "dafl_iterations": 1},
+        "budgets_of": "smoke",
     },
 }
+SETTINGS_MODULES = {"hinton": "kd_repro.hinton", "lopes": "kd_repro.lopes", "zskd": "kd_repro.zskd",
+                    "dafl": "kd_repro.dafl"}
 
 
 def get_profile(name: str) -> dict:
@@ -108,6 +104,48 @@ def get_profile(name: str) -> dict:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
     return copy.deepcopy(PROFILES[name])
+
+# %% ../nbs/00_core.ipynb #b81ebcf6
+_AS_DEFAULT = object()
+
+
+def setting(default, doc: str, paper=_AS_DEFAULT, budget: bool = False):
+    "A field of a paper's settings dataclass: its `default` (the paper profile's), meaning, the paper's value if another, and whether it is a budget."
+    return dataclasses.field(default_factory=lambda: copy.deepcopy(default),
+                             metadata={"doc": doc, "paper": default if paper is _AS_DEFAULT else paper, "budget": budget})
+
+
+def _module_settings(section: str):
+    if section not in SETTINGS_MODULES:
+        raise ValueError(f"no settings for {section!r}; the notebooks with settings are {', '.join(SETTINGS_MODULES)}")
+    return importlib.import_module(SETTINGS_MODULES[section]).SETTINGS
+
+
+def _changes(section: str, profile: str, defaults) -> dict:
+    "What `profile` changes in `section`; a profile with `budgets_of` takes only that profile's budget changes."
+    table = get_profile(profile)
+    if "budgets_of" in table:
+        budgets = {f.name for f in dataclasses.fields(defaults) if f.metadata["budget"]}
+        return {k: v for k, v in _changes(section, table["budgets_of"], defaults).items() if k in budgets}
+    return table.get(section, {})
+
+
+def get_settings(section: str, profile: str):
+    "The settings notebook `section` runs under `profile`: its module's `SETTINGS` with the profile's changes."
+    defaults = _module_settings(section)
+    changes = _changes(section, profile, defaults)
+    unknown = set(changes) - {f.name for f in dataclasses.fields(defaults)}
+    if unknown:
+        raise ValueError(f"profile {profile!r} changes unknown {section} settings {sorted(unknown)}")
+    return dataclasses.replace(defaults, **changes)
+
+
+def settings_table(section: str, profiles=None) -> list[dict]:
+    "One row per setting of `section`: its name, the paper's value, each profile's (default all) and its meaning."
+    defaults = _module_settings(section)
+    by_profile = {p: get_settings(section, p) for p in (profiles or PROFILES)}
+    return [{"setting": f.name, "paper value": f.metadata["paper"], **{p: getattr(s, f.name) for p, s in by_profile.items()},
+             "meaning": f.metadata["doc"]} for f in dataclasses.fields(defaults)]
 
 # %% ../nbs/00_core.ipynb #1e2fb2ff
 def default_profile() -> str:

@@ -5,6 +5,7 @@
 # %% ../nbs/13_dafl.ipynb #7f1c0448
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 
@@ -12,13 +13,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_matrix
+from .core import check_matrix, setting
 from .hinton import kd_loss
 from .train import Synthesizer, frozen, progress, step_decay, teacher_fingerprint
 
 # %% auto #0
-__all__ = ['DAFL_WEIGHTS', 'one_hot_loss', 'activation_loss', 'information_entropy_loss', 'generator_losses', 'weighted_loss',
-           'Generator', 'train_dafl', 'GeneratorSynthesizer', 'save_generator', 'load_generator']
+__all__ = ['SETTINGS', 'LOSS_MODES', 'DAFL_WEIGHTS', 'DAFLSettings', 'one_hot_loss', 'activation_loss',
+           'information_entropy_loss', 'generator_losses', 'weighted_loss', 'Generator', 'train_dafl',
+           'GeneratorSynthesizer', 'save_generator', 'load_generator']
+
+# %% ../nbs/13_dafl.ipynb #0db44307
+@dataclasses.dataclass(frozen=True)
+class DAFLSettings:
+    "Chen et al.'s MNIST settings: the paper profile's values."
+    nets: list = setting(["lenet", "mlp"], "the teacher → student pairs of Table 1 that run")
+    teacher: dict = setting({"lenet": {"augment": None, "epochs": 10, "resize": True}, "mlp": {"augment": None}},
+                            "overrides of the shared teacher recipes (the authors: no augmentation, digits resized to 32×32)")
+    iterations: dict = setting({"lenet": 24000, "mlp": 24000}, "joint generator-and-student iterations (200 epochs × 120)", budget=True)
+    batch_size: int = setting(512, "generated images per iteration", budget=True)
+    widths: list = setting([128, 64], "the generator's channel widths")
+    lr_generator: float = setting(0.2, "the generator's Adam learning rate")
+    lr_student: float = setting(2e-3, "the student's Adam learning rate")
+    student_milestones: list = setting([], "fractions of the run where the student's rate drops ×0.1 (MNIST: none)")
+    activation_layer: dict = setting({"lenet": "fc1", "mlp": "fc2"}, "the teacher layer of the activation loss")
+    eval_every: int = setting(1200, "iterations between two test evaluations of the student (for the curve only)", budget=True)
+    ablation_iterations: int = setting(24000, "iterations of each row of the loss ablation", budget=True)
+    student_epochs: int = setting(60, "epochs of the students trained on real data (ours)", budget=True)
+    reuse_batches: int = setting(2400, "batches of the generator-reuse row (ours)", budget=True)
+
+
+SETTINGS = DAFLSettings()
 
 # %% ../nbs/13_dafl.ipynb #bce4eaa0
 def _check_logits(logits):
@@ -31,28 +55,40 @@ def one_hot_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(teacher_logits, teacher_logits.argmax(1))
 
 
-def activation_loss(features: torch.Tensor) -> torch.Tensor:
-    "−mean |features|: small when the teacher's features respond strongly."
+LOSS_MODES = ("code", "paper")
+
+
+def _check_mode(mode):
+    if mode not in LOSS_MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose 'code' (the authors' code) or 'paper' (the paper's formula)")
+
+
+def activation_loss(features: torch.Tensor, mode: str = "code") -> torch.Tensor:
+    "−mean |features| (`mode='paper'`: −batch mean of each image's L1 norm): small when the features respond strongly."
+    _check_mode(mode)
     if not torch.is_tensor(features) or features.ndim < 2:
         raise ValueError(f"features must be a (batch, ...) tensor, got "
                          f"{tuple(features.shape) if torch.is_tensor(features) else type(features).__name__}")
-    return -features.abs().mean()
+    return -features.abs().mean() if mode == "code" else -features.abs().flatten(1).sum(1).mean()
 
 
-def information_entropy_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
-    "Σ_k p̄_k log10 p̄_k of the batch-mean softmax: small (−log10 K at best) when classes are balanced."
+def information_entropy_loss(teacher_logits: torch.Tensor, mode: str = "code") -> torch.Tensor:
+    "Σ_k p̄_k log10 p̄_k of the batch-mean softmax (`mode='paper'`: Σ_k p̄_k ln p̄_k / k): smallest when classes are balanced."
+    _check_mode(mode)
     _check_logits(teacher_logits)
     mean_softmax = F.softmax(teacher_logits, 1).mean(0)
-    return (mean_softmax * torch.log10(mean_softmax)).sum()
+    if mode == "code":
+        return (mean_softmax * torch.log10(mean_softmax)).sum()
+    return (mean_softmax * torch.log(mean_softmax)).sum() / len(mean_softmax)
 
 # %% ../nbs/13_dafl.ipynb #e34d8dd8
 DAFL_WEIGHTS = {"one_hot": 1.0, "activation": 0.1, "entropy": 5.0}
 
 
-def generator_losses(teacher_logits: torch.Tensor, features: torch.Tensor) -> dict[str, torch.Tensor]:
-    "The three DAFL losses of one batch, by name."
-    return {"one_hot": one_hot_loss(teacher_logits), "activation": activation_loss(features),
-            "entropy": information_entropy_loss(teacher_logits)}
+def generator_losses(teacher_logits: torch.Tensor, features: torch.Tensor, mode: str = "code") -> dict[str, torch.Tensor]:
+    "The three DAFL losses of one batch, by name, in the code's or the paper's form (`mode`)."
+    return {"one_hot": one_hot_loss(teacher_logits), "activation": activation_loss(features, mode),
+            "entropy": information_entropy_loss(teacher_logits, mode)}
 
 
 def weighted_loss(parts: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
@@ -89,10 +125,23 @@ class Generator(nn.Module):
         return self.blocks(self.project(z).view(len(z), -1, self.init_size, self.init_size))
 
 # %% ../nbs/13_dafl.ipynb #6b399ba7
-def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, iterations: int, *,
-               batch_size: int = 512, lr_generator: float = 0.2, lr_student: float = 2e-3,
-               weights: dict | None = None, milestones=(), activation_layer: str | None = None, seed: int = 0,
-               evaluate_every: int = 0, on_evaluate=None, desc: str = "DAFL") -> list[dict]:
+def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `activation_layer` is named
+               student: nn.Module,  # trained in place on the generated images
+               generator: Generator,  # trained in place against the teacher
+               iterations: int,  # joint generator-and-student steps
+               *,
+               batch_size: int = 512,  # generated images per step (≥ 2: the generator has batch norm)
+               lr_generator: float = 0.2,  # the generator's Adam learning rate
+               lr_student: float = 2e-3,  # the student's Adam learning rate
+               weights: dict | None = None,  # weight of each generator loss by name (default `DAFL_WEIGHTS`)
+               loss_mode: str = "code",  # the generator losses' form: "code" (the authors') or "paper"
+               milestones=(),  # fractions of `iterations` where the student's rate drops ×0.1
+               activation_layer: str | None = None,  # the teacher stage of the activation loss (default: the last)
+               seed: int = 0,  # seeds the generator's latent codes
+               evaluate_every: int = 0,  # call `on_evaluate(iteration)` every this many steps (0: never)
+               on_evaluate=None,  # e.g. records the student's test accuracy for a learning curve
+               desc: str = "DAFL",  # the progress bar's label
+              ) -> list[dict]:  # one record of the losses per iteration
     "Train `generator` against the frozen `teacher` and distil `student` on its images; one record per iteration."
     weights = DAFL_WEIGHTS if weights is None else weights
     if iterations < 1 or batch_size < 2:
@@ -111,7 +160,7 @@ def train_dafl(teacher: nn.Module, student: nn.Module, generator: Generator, ite
         for it in (bar := progress(range(iterations), desc)):
             images = generator(torch.randn(batch_size, generator.latent_dim, generator=latent))
             logits, features = teacher(images, return_features=True)
-            parts = generator_losses(logits, features[feature])
+            parts = generator_losses(logits, features[feature], loss_mode)
             student_loss = kd_loss(student(images.detach()), logits.detach(), 1.0)
             opt_g.zero_grad(); opt_s.zero_grad()
             (weighted_loss(parts, weights) + student_loss).backward()

@@ -6,18 +6,41 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_matrix, get_profile
+from .core import check_matrix, get_profile, get_settings, setting
 from .train import train_teacher, with_overrides
 
 # %% auto #0
-__all__ = ['soft_targets', 'kd_loss', 'distillation_loss', 'mnist_mlp_teacher', 'without_classes', 'bias_for_prediction_rate',
-           'prediction_covariance', 'correlation', 'cluster_classes', 'SpecialistLabels', 'make_specialist',
-           'combine_specialists']
+__all__ = ['SETTINGS', 'HintonSettings', 'soft_targets', 'kd_loss', 'distillation_loss', 'mnist_mlp_teacher', 'without_classes',
+           'bias_for_prediction_rate', 'prediction_covariance', 'correlation', 'cluster_classes', 'SpecialistLabels',
+           'make_specialist', 'combine_specialists']
+
+# %% ../nbs/10_hinton.ipynb #fd960818
+@dataclasses.dataclass(frozen=True)
+class HintonSettings:
+    "Hinton et al.'s MNIST and re-staged experiments: the paper profile's values."
+    teacher_epochs: int = setting(100, "epochs of the 784-1200-1200-10 teacher (ours: the paper gives none)", budget=True)
+    student_epochs: int = setting(60, "epochs of every 784-800-800-10 student (ours)", budget=True)
+    temperatures: list = setting([1, 2, 4, 8, 20], "the temperatures of the sweep", budget=True)
+    T: float = setting(20, "the distillation temperature of the headline rows (§3: T = 20)")
+    hard_weight: float = setting(0.1, "weight of the hard-label cross-entropy beside T²·KL (paper: 'considerably lower')")
+    small_fraction: float = setting(0.03, "share of the training set in the small-data experiment (Table 5: 3 %)", budget=True)
+    small_epochs: int = setting(60, "epochs of the small-data students (with early stopping on held-out images)", budget=True)
+    n_clusters: int = setting(5, "number of specialist clusters of confusable classes", paper=61)
+    top_n: int = setting(2, "classes of the generalist's top predictions whose specialists are consulted (ours)")
+    specialist_images: int = setting(60000, "images each specialist trains on, half of them from its classes", budget=True)
+    specialist_epochs: int = setting(10, "epochs of each specialist", budget=True)
+    specialist_lr: float = setting(3e-4, "learning rate of each specialist (ours)")
+    combine_steps: int = setting(300, "gradient steps of the specialists' combination per test batch (ours)", budget=True)
+    seeds: list = setting([0, 1, 2], "seeds of the repeated rows (ours)", budget=True)
+
+
+SETTINGS = HintonSettings()
 
 # %% ../nbs/10_hinton.ipynb #7eff8538
 def _check_logits(name: str, logits: torch.Tensor):
@@ -65,9 +88,8 @@ def distillation_loss(T: float, hard_weight: float = 0.1):
 # %% ../nbs/10_hinton.ipynb #639afff1
 def mnist_mlp_teacher(profile: str, seed: int = 0, init: str = "torch", **overrides):
     "The profile's 784-1200-1200-10 MNIST teacher (dropout, ±2 px jitter unless `overrides` say), trained once, cached."
-    budget = get_profile(profile)
-    H, D = budget["hinton"], budget["data"]
-    t = with_overrides({"epochs": H["teacher_epochs"], "lr": 1e-3, "augment": "shift"}, overrides, "mnist_mlp_teacher")
+    H, D = get_settings("hinton", profile), get_profile(profile)["data"]
+    t = with_overrides({"epochs": H.teacher_epochs, "lr": 1e-3, "augment": "shift"}, overrides, "mnist_mlp_teacher")
     return train_teacher("hinton_teacher", "mnist", epochs=t["epochs"], lr=t["lr"], batch_size=D["batch_size"],
                          augment=t["augment"], schedule="onecycle", profile=profile, seed=seed,
                          arch_kwargs={"init": init} if init != "torch" else None)

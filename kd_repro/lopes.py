@@ -5,6 +5,7 @@
 # %% ../nbs/11_lopes.ipynb #4e472524
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,15 +14,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .core import setting
 from .data import to_inputs
 from .train import frozen
 
 # %% auto #0
-__all__ = ['RECORDED_AT', 'AUTHORS_AT', 'recorded_features', 'layer_activations', 'layer_names', 'record_statistics',
-           'graph_fourier_basis', 'compress', 'reconstruct', 'linear_part', 'layer_operators', 'chain_adjacency',
-           'spectral_bases', 'record_spectral', 'metadata_bytes', 'save_metadata', 'load_metadata',
+__all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'LopesSettings', 'recorded_features', 'layer_activations', 'layer_names',
+           'record_statistics', 'graph_fourier_basis', 'compress', 'reconstruct', 'linear_part', 'layer_operators',
+           'chain_adjacency', 'spectral_bases', 'record_spectral', 'metadata_bytes', 'save_metadata', 'load_metadata',
            'top_layer_objective', 'all_layers_objective', 'spectral_objective', 'fixed_dropout', 'Objective',
            'noise_inputs', 'reconstruct_inputs']
+
+# %% ../nbs/11_lopes.ipynb #5ae9f94b
+@dataclasses.dataclass(frozen=True)
+class LopesSettings:
+    "Lopes et al.'s settings: the paper profile's values."
+    T: float = setting(8, "temperature of the recorded logits and of distillation")
+    keep: float = setting(0.1, "share of graph-Fourier coefficients a spectral record keeps")
+    per_class: dict = setting({"mlp": 6400, "lenet": 6400}, "reconstructions per class, per network", budget=True)
+    steps: int = setting(1000, "Adam steps per reconstruction", budget=True)
+    lr: float = setting(0.05, "Adam's learning rate on the reconstructed inputs (ours)", paper=0.07)
+    distill_epochs: int = setting(30, "epochs of distillation on the reconstructions", budget=True)
+    student_epochs: int = setting(10, "epochs of the student trained on the real digits", budget=True)
+    batch_size: int = setting(64, "batch size of distillation")
+    seeds: dict = setting({"mlp": [0, 1, 2], "lenet": [0, 1, 2]}, "paired seeds of every student row, per network (ours)", budget=True)
+    teacher: dict = setting({"mlp": {"augment": None, "epochs": 10, "init": "lopes"}, "lenet": {"augment": None, "epochs": 10}},
+                            "how each teacher is trained: overrides of the shared teacher recipe (the authors': 10 epochs, "
+                            "no augmentation, their initialisation of the MLP)")
+
+
+SETTINGS = LopesSettings()
 
 # %% ../nbs/11_lopes.ipynb #0c780b90
 RECORDED_AT = ("output", "pre_activation")
@@ -301,10 +323,14 @@ def top_layer_objective(stats: dict, classes: torch.Tensor, generator=None):
     return lambda acts: (acts[-1] - target).square().mean(1)
 
 
-def all_layers_objective(stats: dict, classes: torch.Tensor, generator=None):
+def all_layers_objective(stats: dict, classes: torch.Tensor, generator=None, mode: str = "paper"):
     "Loss: Σ over layers of the width-normalised squared error between ReLU(activation) and ReLU(sampled target)."
+    if mode not in ("paper", "code"):
+        raise ValueError(f"unknown mode {mode!r}; choose 'paper' (normalised by width once) or 'code' (the authors')")
     targets = [m[classes] + s[classes] * torch.randn(len(classes), m.shape[1], generator=generator)
                for m, s in zip(stats["mean"], stats["std"])]
+    if mode == "code":
+        return lambda acts: sum(_relu_mse(a, t) / a.shape[1] for a, t in zip(acts, targets))
     return lambda acts: sum(_relu_mse(a, t) for a, t in zip(acts[:-1], targets[:-1])) + \
         (acts[-1] - targets[-1]).square().mean(1)
 

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core import PROFILES, get_profile, load_results, project_root
+from .core import PROFILES, SETTINGS_MODULES, get_profile, load_results, project_root, settings_table
 
 # %% auto #0
 __all__ = ['NOTEBOOK_PATTERN', 'README_START', 'README_END', 'short_name', 'list_notebooks', 'NotebookRun', 'run_notebook',
-           'results_table', 'results_markdown', 'data_sources', 'refresh_readme', 'readme_body', 'reproduce', 'main']
+           'results_table', 'results_markdown', 'data_sources', 'refresh_readme', 'readme_body', 'reproduce',
+           'settings_text', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #b5dd677c
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_(\w+)\.ipynb$")
@@ -240,7 +241,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="report root (default: reports/ in the checkout)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--nbs", default=None, help="notebook folder (default: nbs/ in the checkout)")
-    commands.add_parser("profiles", help="list the profiles and their budgets")
+    profiles = commands.add_parser("profiles", help="the profiles, and each notebook's settings: paper value beside each profile's")
+    profiles.add_argument("notebooks", nargs="*", help=f"which notebooks' settings (default all: {', '.join(SETTINGS_MODULES)})")
     data = commands.add_parser("data", help="check (and install where possible) the data a profile needs")
     data.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
     data.add_argument("--no-install", action="store_true", help="only check; install nothing")
@@ -259,14 +261,42 @@ def _data_command(profile: str, install: bool) -> int:
     return 0
 
 
+def _compact(value) -> str:
+    "A setting's value in few characters: {'mlp': {'epochs': 10}} → mlp(epochs=10)."
+    if isinstance(value, dict):
+        return ",".join(f"{k}({_compact(v)})" if isinstance(v, dict) else f"{k}={_compact(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "[" + ",".join(map(_compact, value)) + "]"
+    return str(value)
+
+
+def settings_text(section: str) -> str:
+    "The settings of notebook `section` as a plain-text table: each one's paper value beside each profile's (* where they differ)."
+    rows = settings_table(section)
+    table = pd.DataFrame([{"setting": r["setting"], "the paper": _compact(r["paper value"]),
+                           **{p: _compact(r[p]) + (" *" if r[p] != r["paper value"] else "") for p in PROFILES}}
+                          for r in rows]).set_index("setting")
+    return f"{section} (* differs from the paper)\n" + table.to_string(justify="left")
+
+
+def _profiles_command(notebooks: list[str]) -> int:
+    for name, table in PROFILES.items():
+        print(f"{name}: {table['description']}")
+    for section in notebooks or SETTINGS_MODULES:
+        print("\n" + settings_text(section))
+    return 0
+
+
 def main(argv=None) -> int:
     "Entry point of the `kd_repro` command."
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "profiles":
-        for name, table in PROFILES.items():
-            print(f"{name}: {table['description']}")
-        return 0
+        try:
+            return _profiles_command(args.notebooks)
+        except ValueError as e:
+            print(f"kd_repro profiles: error: {e}", file=sys.stderr)
+            return 2
     if args.command == "data":
         try:
             return _data_command(args.profile, not args.no_install)

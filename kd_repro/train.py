@@ -321,10 +321,25 @@ def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
     tmp.replace(path)
 
 # %% ../nbs/03_train.ipynb #f1c16f4e
-def train_teacher(arch: str, dataset: str = "mnist", *, epochs: int, lr: float = 1e-3, batch_size: int = 128,
-                  augment=None, schedule="onecycle", optimizer="adam", weight_decay: float = 0.0, size=None,
-                  resize: bool = False, profile: str | None = None, train_limit=None, test_limit=None, seed: int = 0,
-                  arch_kwargs: dict | None = None, force: bool = False):
+def train_teacher(arch: str,  # a `kd_repro.models` name, e.g. "lenet5"
+                  dataset: str = "mnist",  # a `kd_repro.data` name
+                  *,
+                  epochs: int,  # training epochs
+                  lr: float = 1e-3,  # peak learning rate
+                  batch_size: int = 128,
+                  augment=None,  # a `kd_repro.data.AUGMENTATIONS` name, or None
+                  schedule="onecycle",  # the learning-rate schedule (see `fit`)
+                  optimizer="adam",  # "adam" or "sgd"
+                  weight_decay: float = 0.0,
+                  size=None,  # image side in pixels: padded (or shrunk) to it unless `resize`
+                  resize: bool = False,  # rescale the images to `size` instead of padding them
+                  profile: str | None = None,  # whose data subsets to train and test on
+                  train_limit=None,  # keep a seeded sample of this many training images
+                  test_limit=None,  # the same for the test images
+                  seed: int = 0,  # seeds the initialisation, the batches and the samples
+                  arch_kwargs: dict | None = None,  # passed to the model's builder (e.g. {"init": "lopes"})
+                  force: bool = False,  # retrain even when a cached checkpoint fits
+                 ):  # `(model, info)`: the model in eval mode, and how it was trained and tested
     "`(model, info)`: `arch` trained on `dataset` (the `profile`'s subsets), from the cache when trained before."
     with timer() as t:
         train, train_prov = get_dataset(dataset, "train", profile=profile, size=size, resize=resize, augment=augment,

@@ -5,19 +5,46 @@
 # %% ../nbs/12_zskd.ipynb #42a36f89
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_matrix
+from .core import check_matrix, setting
 from .data import to_inputs
 from .train import frozen, teacher_fingerprint
 
 # %% auto #0
-__all__ = ['class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions', 'save_impressions',
-           'load_impressions']
+__all__ = ['SETTINGS', 'ZSKDSettings', 'class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions',
+           'save_impressions', 'load_impressions']
+
+# %% ../nbs/12_zskd.ipynb #1dc24efe
+@dataclasses.dataclass(frozen=True)
+class ZSKDSettings:
+    "Nayak et al.'s settings: the paper profile's values."
+    T: float = setting(20, "temperature of the Data Impressions' targets and of distillation")
+    per_class: int = setting(1200, "Data Impressions per class and per β (24,000 in all for MNIST)", budget=True)
+    steps: int = setting(1500, "Adam steps per Data Impression (the authors' code)", budget=True)
+    lr: float = setting(0.001, "Adam's learning rate on the Data Impressions (the authors' code)")
+    synthesis_batch: int = setting(100, "Data Impressions optimised together (the authors' code)")
+    distill_epochs: dict = setting({"mnist": 500, "fashion_mnist": 500}, "epochs of distillation on the DIs, per data set", budget=True)
+    shift: int = setting(2, "largest shift (pixels) of a DI while distilling (ours: the paper does not say)")
+    affine_fraction: float = setting(0.5, "share of DIs warped by the authors' range of maps, the rest shifted (ours)", paper=1.0)
+    student_epochs: dict = setting({"mnist": 30, "fashion_mnist": 30}, "epochs of the students trained on real data", budget=True)
+    counts: list = setting([6000, 12000], "smaller numbers of DIs for the accuracy-vs-number curve", budget=True)
+    ablation_count: int = setting(12000, "DIs per row of the β, seed and initialisation ablations", budget=True)
+    ablation_datasets: list = setting(["mnist", "fashion_mnist"], "data sets that get the curve and the ablations", budget=True)
+    mixup_datasets: list = setting([], "data sets whose augmented DIs are blended in pairs while distilling (ours)")
+    student_seeds: list = setting([1, 2], "further student seeds of the seed ablation", budget=True)
+    datasets: list = setting(["mnist", "fashion_mnist"], "data sets of Table 1")
+    batch_size: int = setting(64, "batch size of distillation")
+    teacher: dict = setting({"mnist": {"augment": None, "epochs": 10}, "fashion_mnist": {}},
+                            "overrides of the shared LeNet-5 teacher recipe, per data set (the authors: no augmentation)")
+
+
+SETTINGS = ZSKDSettings()
 
 # %% ../nbs/12_zskd.ipynb #4b297d03
 def _check_weight(weight):
@@ -33,23 +60,25 @@ def class_similarity(weight: torch.Tensor) -> torch.Tensor:
     return w @ w.T
 
 
-def concentration(weight: torch.Tensor, beta: float, eps: float = 1e-4) -> torch.Tensor:
-    "Row-wise min-max normalised class similarity × β + eps: row k is the Dirichlet concentration of class k."
+def concentration(weight: torch.Tensor, beta: float, eps: float = 1e-4, mode: str = "paper") -> torch.Tensor:
+    "Row-wise min-max normalised class similarity × β + eps (`mode='code'`: β ignored, as the authors' code samples)."
     if not beta > 0:
         raise ValueError(f"beta must be positive, got {beta}")
+    if mode not in ("paper", "code"):
+        raise ValueError(f"unknown mode {mode!r}; choose 'paper' (β scales the rows) or 'code' (the authors' code)")
     sim = class_similarity(weight)
     low, high = sim.min(1, keepdim=True).values, sim.max(1, keepdim=True).values
-    return (sim - low) / (high - low).clamp_min(1e-12) * beta + eps
+    return (sim - low) / (high - low).clamp_min(1e-12) * (beta if mode == "paper" else 1.0) + eps
 
 # %% ../nbs/12_zskd.ipynb #d6c16dee
-def sample_targets(weight: torch.Tensor, n_per_class: int, betas=(1.0, 0.1), seed: int = 0):
-    "(targets (N, K), classes (N,), betas (N,)): Dirichlet softmax vectors, `n_per_class` per class and β."
+def sample_targets(weight: torch.Tensor, n_per_class: int, betas=(1.0, 0.1), seed: int = 0, mode: str = "paper"):
+    "(targets (N, K), classes (N,), betas (N,)): Dirichlet softmax vectors, `n_per_class` per class and β (`mode`: see `concentration`)."
     K = weight.shape[0]
     targets, classes, used = [], [], []
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         for beta in betas:
-            alpha = concentration(weight, beta)
+            alpha = concentration(weight, beta, mode=mode)
             dist = torch.distributions.Dirichlet(alpha)
             targets.append(dist.sample((n_per_class,)).transpose(0, 1).reshape(-1, K))
             classes.append(torch.arange(K).repeat_interleave(n_per_class))

@@ -40,13 +40,38 @@ def test_committed_quick_report_comes_from_committed_code():
 
 def test_zskd_budgets_cover_every_data_set():
     for name in core.PROFILES:
-        z = core.get_profile(name)["zskd"]
+        z = core.get_settings("zskd", name)
         for per_dataset in ("distill_epochs", "student_epochs", "teacher"):
-            assert set(z["datasets"]) <= set(z[per_dataset]), (name, per_dataset)
-        assert set(z["ablation_datasets"]) <= set(z["datasets"]), name
-        assert set(z["mixup_datasets"]) <= set(z["datasets"]), name
-        assert z["synthesis_batch"] >= 1, name
-        assert all(e >= 1 for e in z["distill_epochs"].values()), name
+            assert set(z.datasets) <= set(getattr(z, per_dataset)), (name, per_dataset)
+        assert set(z.ablation_datasets) <= set(z.datasets), name
+        assert set(z.mixup_datasets) <= set(z.datasets), name
+        assert z.synthesis_batch >= 1, name
+        assert all(e >= 1 for e in z.distill_epochs.values()), name
+
+
+def test_profiles_change_only_known_settings_and_the_paper_profile_runs_the_defaults():
+    "A typo in a profile is an error naming it; `paper` changes nothing; `paper-smoke` takes smoke's budgets only."
+    import dataclasses
+    for section in core.SETTINGS_MODULES:
+        defaults = core._module_settings(section)
+        assert core.get_settings(section, "paper") == defaults
+        budgets = {f.name for f in dataclasses.fields(defaults) if f.metadata["budget"]}
+        paper_smoke, smoke = core.get_settings(section, "paper-smoke"), core.get_settings(section, "smoke")
+        for f in dataclasses.fields(defaults):
+            expected = getattr(smoke, f.name) if f.name in budgets else getattr(defaults, f.name)
+            assert getattr(paper_smoke, f.name) == expected, (section, f.name)
+        for name in core.PROFILES:
+            core.get_settings(section, name)  # raises on a profile entry that is not a setting
+    rows = core.settings_table("lopes")
+    assert {r["setting"]: r["paper value"] for r in rows}["lr"] == 0.07  # the authors' value, not our default
+
+
+def test_profiles_command_prints_paper_and_profile_values(capsys):
+    from kd_repro.reproduce import main
+    assert main(["profiles", "dafl"]) == 0
+    out = capsys.readouterr().out
+    assert "paper-smoke" in out and "iterations" in out and "lenet=3500,mlp=1500 *" in out
+    assert main(["profiles", "nope"]) == 2
 
 
 def test_default_profile_reads_environment(monkeypatch):

@@ -11,3 +11,30 @@ NOTEBOOKS = list_notebooks(NBS)
 def test_notebook_runs_in_smoke_profile(notebook, smoke_out):
     run = run_notebook(notebook, "smoke", smoke_out)
     assert run.ok, f"{notebook.name} failed in cell {run.cell}: {run.error} (executed copy: {run.output})"
+
+
+PAPER_NOTEBOOKS = [nb for nb in NOTEBOOKS if 10 <= int(nb.stem[:2]) < 90]
+
+
+@pytest.fixture(scope="module")
+def paper_data(tmp_path_factory):
+    "The paper profile's full-size splits as tiny idx files cut from real images (the copies shipped with kd_repro)."
+    from kd_repro.data import FOLDER_NAMES, IDX_FILES, get_dataset, write_idx
+    root, nothing = tmp_path_factory.mktemp("paper_data"), tmp_path_factory.mktemp("no_data")
+    for name, subset in (("mnist", "full"), ("fashion_mnist", "first_1000")):
+        shipped, _ = get_dataset(name, "test", subset=subset, root=nothing)
+        images, labels = (shipped.images[:, 0] * 255).round().byte().numpy(), shipped.labels.numpy()
+        folder = root / FOLDER_NAMES[name][0]
+        folder.mkdir()
+        for split, part in (("train", slice(0, 600)), ("test", slice(600, 1000))):
+            write_idx(folder / f"{IDX_FILES[split].format('images-idx3')}.gz", images[part])
+            write_idx(folder / f"{IDX_FILES[split].format('labels-idx1')}.gz", labels[part])
+    return root
+
+
+@pytest.mark.parametrize("notebook", PAPER_NOTEBOOKS, ids=[nb.stem for nb in PAPER_NOTEBOOKS])
+def test_paper_notebook_code_paths_run(notebook, paper_data, tmp_path, monkeypatch):
+    "The paper profile's settings and data subsets (here tiny real-format files) on the smoke profile's budgets."
+    monkeypatch.setenv("KD_REPRO_DATA", str(paper_data))
+    run = run_notebook(notebook, "paper-smoke", tmp_path / "paper-smoke")
+    assert run.ok, f"{notebook.name} failed in cell {run.cell}: {run.error} (executed copy: {run.output})"
