@@ -82,18 +82,16 @@ PROFILES: dict[str, dict] = {
         "student": {"epochs": 60, "lr": 1e-3},
         "performance": {"repeats": 5, "epochs": 5, "dafl_batch": 512, "dafl_iterations": 5},
     },
-    "paper-smoke": {
-        "description": "the paper profile's settings and data subsets on the smoke profile's budgets: checks that the "
-                       "paper's code paths run (its numbers mean nothing)",
-        "data": {"train_limit": 512, "test_limit": 512, "batch_size": 128,
-                 "subsets": {"mnist": {"train": "full", "test": "full"}, "digits": {"train": "full"},
-                             "fashion_mnist": {"train": "full", "test": "full"}}},
-        "teacher": {"mnist": {"epochs": 1, "lr": 3e-3, "augment": "affine"},
-                    "fashion_mnist": {"epochs": 1, "lr": 3e-3, "augment": None}},
-        "student": {"epochs": 1, "lr": 1e-3},
-        "performance": {"repeats": 1, "epochs": 1, "dafl_batch": 512, "dafl_iterations": 1},
-        "budgets_of": "smoke",
-    },
+}
+PROFILES["paper-smoke"] = {  # the paper's settings, data subsets and teacher recipes; smoke's sizes and epochs
+    "description": "the paper profile's settings and data subsets on the smoke profile's budgets: checks that the "
+                   "paper's code paths run (its numbers mean nothing)",
+    "data": {**PROFILES["smoke"]["data"], "subsets": PROFILES["paper"]["data"]["subsets"]},
+    "teacher": {name: {**recipe, "epochs": PROFILES["smoke"]["teacher"][name]["epochs"]}
+                for name, recipe in PROFILES["paper"]["teacher"].items()},
+    "student": PROFILES["smoke"]["student"],
+    "performance": {**PROFILES["smoke"]["performance"], "dafl_batch": PROFILES["paper"]["performance"]["dafl_batch"]},
+    "budgets_of": "smoke",
 }
 SETTINGS_MODULES = {"hinton": "kd_repro.hinton", "lopes": "kd_repro.lopes", "zskd": "kd_repro.zskd",
                     "dafl": "kd_repro.dafl"}
