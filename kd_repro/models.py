@@ -171,12 +171,12 @@ def resnet34(num_classes=10) -> CifarResNet:
     return CifarResNet((3, 4, 6, 3), (64, 128, 256, 512), num_classes)
 
 
-def cifar_resnet(depth=20, num_classes=10) -> CifarResNet:
+def cifar_resnet(depth=20, num_classes=10, in_channels=3) -> CifarResNet:
     "He et al.'s CIFAR ResNet-`depth` (depth = 6n + 2): three stages of n blocks, 16/32/64 channels."
     if (depth - 2) % 6:
         raise ValueError(f"CIFAR ResNet depth must be 6n + 2 (20, 32, 44, 56, 110), got {depth}")
     n = (depth - 2) // 6
-    return CifarResNet((n, n, n), (16, 32, 64), num_classes)
+    return CifarResNet((n, n, n), (16, 32, 64), num_classes, in_channels)
 
 # %% ../nbs/02_models.ipynb #f31777ca
 class WideBlock(nn.Module):
@@ -208,8 +208,8 @@ class WideResNet(FeatureNet):
         super().__init__(stages, nn.Linear(cin, num_classes), (in_channels, 32, 32))
 
 
-def wrn(depth=16, width=1, num_classes=10) -> WideResNet:
-    return WideResNet(depth, width, num_classes)
+def wrn(depth=16, width=1, num_classes=10, in_channels=3) -> WideResNet:
+    return WideResNet(depth, width, num_classes, in_channels)
 
 # %% ../nbs/02_models.ipynb #454c0305
 MODELS = {"hinton_teacher": hinton_teacher, "hinton_student": hinton_student,

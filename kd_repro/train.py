@@ -248,21 +248,29 @@ def _batches(source, steps_per_epoch):
 
 def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, epochs: int = 1, *,
             steps_per_epoch: int | None = None, lr: float = 1e-3, optimizer="adam", weight_decay: float = 0.0,
-            schedule=None, valid_loader=None, device=None, desc: str = "distill") -> list[dict]:
+            schedule=None, features: bool = False, valid_loader=None, device=None, desc: str = "distill") -> list[dict]:
     "Train `student` to match the frozen `teacher` on batches from `source`; one record per epoch."
     device = device or get_device()
     teacher.to(device).eval()
     student.to(device).train()
-    opt = make_optimizer(student, optimizer, lr, weight_decay)
+    trained = student
+    if isinstance(loss_fn, nn.Module):
+        trained = nn.ModuleList([student, loss_fn.to(device).train()])
+    opt = make_optimizer(trained, optimizer, lr, weight_decay)
     per_epoch = steps_per_epoch or (len(source) if hasattr(source, "__len__") else None)
     sched = make_schedule(opt, schedule, epochs * (per_epoch or 1))
 
     def step_loss(batch):
         x, y = _inputs_and_labels(batch)
-        x = x.to(device)
+        x, y = x.to(device), None if y is None else y.to(device)
+        if not features:
+            with torch.no_grad():
+                teacher_logits = teacher(x)
+            return loss_fn(student(x), teacher_logits, y)
         with torch.no_grad():
-            teacher_logits = teacher(x)
-        return loss_fn(student(x), teacher_logits, None if y is None else y.to(device))
+            teacher_logits, teacher_features = teacher(x, return_features=True)
+        student_logits, student_features = student(x, return_features=True)
+        return loss_fn(student_logits, teacher_logits, y, student_features, teacher_features)
 
     return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
                        valid_loader, device, desc)
