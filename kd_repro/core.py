@@ -49,6 +49,8 @@ PROFILES: dict[str, dict] = {
                  "student_seeds": [1], "teacher": {"mnist": {}, "fashion_mnist": {}}},
         "dafl": {"teacher": {"lenet": {}, "mlp": {}}, "iterations": {"lenet": 6, "mlp": 4}, "batch_size": 32,
                  "widths": [16, 8], "eval_every": 2, "ablation_iterations": 2, "student_epochs": 1, "reuse_batches": 2},
+        "attention": {"dataset": "fashion_mnist", "train_limit": 256, "pairs": [[10, 1, 10, 1]], "teacher_epochs": 1,
+                      "epochs": 1, "betas": [100.0, 1000.0], "seeds": [0]},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -71,6 +73,8 @@ PROFILES: dict[str, dict] = {
         "dafl": {"teacher": {"lenet": {"augment": None, "epochs": 30}, "mlp": {"augment": None}},
                  "iterations": {"lenet": 3500, "mlp": 1500}, "batch_size": 128, "widths": [16, 8], "eval_every": 500,
                  "ablation_iterations": 200, "student_epochs": 30, "reuse_batches": 300},
+        "attention": {"dataset": "fashion_mnist", "train_limit": 1000, "pairs": [[16, 1, 10, 1]], "teacher_epochs": 30,
+                      "epochs": 12, "batch_size": 64, "betas": [10.0, 100.0, 1000.0], "seeds": [0, 1, 2]},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -94,7 +98,7 @@ PROFILES["paper-smoke"] = {  # the paper's settings, data subsets and teacher re
     "budgets_of": "smoke",
 }
 SETTINGS_MODULES = {"hinton": "kd_repro.hinton", "lopes": "kd_repro.lopes", "zskd": "kd_repro.zskd",
-                    "dafl": "kd_repro.dafl"}
+                    "dafl": "kd_repro.dafl", "attention": "kd_repro.attention"}
 
 
 def get_profile(name: str) -> dict:

@@ -5,6 +5,7 @@
 # %% ../nbs/03_train.ipynb #086c82ff
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import io
@@ -26,8 +27,8 @@ from .data import NUM_CLASSES, get_dataset, get_loader
 from .models import build_model
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'step_decay', 'fit',
-           'Synthesizer', 'TransferSet', 'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill',
+__all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
+           'fit', 'Synthesizer', 'TransferSet', 'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill',
            'trained_student', 'teacher_key', 'key_hash', 'load_checkpoint', 'save_checkpoint', 'train_teacher',
            'with_overrides', 'lenet5_teacher']
 
@@ -116,12 +117,22 @@ def make_schedule(optimizer, schedule, total_steps: int):
     raise ValueError(f"unknown schedule {schedule!r}; use None, 'onecycle', 'cosine' or a factory")
 
 
-def step_decay(*fractions: float, gamma: float = 0.1):
+@dataclasses.dataclass(frozen=True)
+class StepDecay:
+    "A `schedule`: the learning rate × `gamma` once each of `fractions` of the run's steps is done."
+    fractions: tuple
+    gamma: float = 0.1
+
+    def __call__(self, optimizer, total_steps: int):
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [round(f * total_steps) for f in self.fractions],
+                                                    self.gamma)
+
+
+def step_decay(*fractions: float, gamma: float = 0.1) -> StepDecay:
     "A `schedule` factory: the learning rate × `gamma` once each of `fractions` (in (0, 1)) of the run's steps is done."
     if not all(0 < f < 1 for f in fractions):
         raise ValueError(f"step_decay needs fractions of the run in (0, 1), got {fractions}")
-    return lambda optimizer, total_steps: torch.optim.lr_scheduler.MultiStepLR(
-        optimizer, [round(f * total_steps) for f in fractions], gamma)
+    return StepDecay(tuple(fractions), gamma)
 
 # %% ../nbs/03_train.ipynb #db547fc8
 def _train_steps(batches, step_loss, optimizer, scheduler) -> float:
@@ -325,7 +336,8 @@ def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
     "Write atomically: a crash mid-write leaves no half checkpoint."
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"key": json.loads(json.dumps(key, default=str)), "state_dict": model.state_dict(), "info": info}, tmp)
+    plain = lambda record: json.loads(json.dumps(record, default=str))  # loadable with weights_only=True
+    torch.save({"key": plain(key), "state_dict": model.state_dict(), "info": plain(info)}, tmp)
     tmp.replace(path)
 
 # %% ../nbs/03_train.ipynb #f1c16f4e

@@ -1,4 +1,5 @@
 "Every numbered notebook runs end to end in the smoke profile (one test each)."
+import numpy as np
 import pytest
 
 from conftest import NBS
@@ -29,7 +30,21 @@ def paper_data(tmp_path_factory):
         for split, part in (("train", slice(0, 600)), ("test", slice(600, 1000))):
             write_idx(folder / f"{IDX_FILES[split].format('images-idx3')}.gz", images[part])
             write_idx(folder / f"{IDX_FILES[split].format('labels-idx1')}.gz", labels[part])
+    write_cifar10_from(get_dataset("fashion_mnist", "test", subset="first_1000", root=nothing)[0], root)
     return root
+
+
+def write_cifar10_from(shipped, root):
+    "CIFAR-10's python batches holding real Fashion-MNIST images, padded to 32×32 and repeated over 3 channels."
+    from kd_repro.data import CIFAR_FILES, CIFAR_FOLDERS, write_cifar_batch
+    images = np.pad((shipped.images[:, 0] * 255).round().byte().numpy(), ((0, 0), (2, 2), (2, 2)))
+    images, labels = np.repeat(images[..., None], 3, axis=-1), shipped.labels.numpy()
+    folder = root / CIFAR_FOLDERS["cifar10"]
+    folder.mkdir()
+    files = CIFAR_FILES["cifar10"]["train"] + CIFAR_FILES["cifar10"]["test"]
+    for i, name in enumerate(files):
+        part = slice(120 * i, 120 * (i + 1)) if name != "test_batch" else slice(600, 1000)
+        write_cifar_batch(folder / name, images[part], labels[part])
 
 
 @pytest.mark.parametrize("notebook", PAPER_NOTEBOOKS, ids=[nb.stem for nb in PAPER_NOTEBOOKS])
