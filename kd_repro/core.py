@@ -51,6 +51,8 @@ PROFILES: dict[str, dict] = {
                  "widths": [16, 8], "eval_every": 2, "ablation_iterations": 2, "student_epochs": 1, "reuse_batches": 2},
         "attention": {"dataset": "fashion_mnist", "train_limit": 256, "pairs": [[10, 1, 10, 1]], "teacher_epochs": 1,
                       "epochs": 1, "betas": [100.0, 1000.0], "seeds": [0]},
+        "fsp": {"dataset": "fashion_mnist", "train_limit": 256, "teacher_depth": 8, "teacher_epochs": 1, "stage1_epochs": 1,
+                "epochs": 1, "seeds": [0]},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -75,6 +77,8 @@ PROFILES: dict[str, dict] = {
                  "ablation_iterations": 200, "student_epochs": 30, "reuse_batches": 300},
         "attention": {"dataset": "fashion_mnist", "train_limit": 1000, "pairs": [[16, 1, 10, 1]], "teacher_epochs": 30,
                       "epochs": 12, "batch_size": 64, "betas": [10.0, 100.0, 1000.0], "seeds": [0, 1, 2]},
+        "fsp": {"dataset": "fashion_mnist", "train_limit": 1000, "teacher_depth": 20, "teacher_epochs": 30,
+                "stage1_epochs": 6, "epochs": 12, "batch_size": 64, "seeds": [0, 1, 2]},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -98,7 +102,8 @@ PROFILES["paper-smoke"] = {  # the paper's settings, data subsets and teacher re
     "budgets_of": "smoke",
 }
 SETTINGS_MODULES = {"hinton": "kd_repro.hinton", "lopes": "kd_repro.lopes", "zskd": "kd_repro.zskd",
-                    "dafl": "kd_repro.dafl", "attention": "kd_repro.attention"}
+                    "dafl": "kd_repro.dafl", "attention": "kd_repro.attention",
+                    "fsp": "kd_repro.fsp"}
 
 
 def get_profile(name: str) -> dict:
