@@ -76,6 +76,19 @@ def test_teacher_cache_hit_and_corrupt_checkpoint(tmp_path, monkeypatch):
     assert other["path"] != info1["path"]
 
 
+def test_teacher_trained_with_a_step_schedule_loads_from_the_cache(tmp_path, monkeypatch):
+    "A schedule object in the training record must not make the checkpoint unloadable (it did: retrained every run)."
+    monkeypatch.setenv("KD_REPRO_CACHE", str(tmp_path))
+    kwargs = dict(epochs=1, train_limit=128, test_limit=128, size=32, seed=0, profile="smoke", optimizer="sgd", lr=0.01,
+                  schedule=step_decay(0.5, gamma=0.2))
+    _, first = train_teacher("lenet5", "fashion_mnist", **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unusable checkpoint warns
+        _, second = train_teacher("lenet5", "fashion_mnist", **kwargs)
+    assert not first["cached"] and second["cached"]
+    assert second["hyperparameters"]["schedule"] == "StepDecay(fractions=(0.5,), gamma=0.2)"
+
+
 @pytest.mark.parametrize("fractions, expected", [((0.5,), [1.0] * 2 + [0.1] * 2), ((0.25, 0.75), [1.0, 0.1, 0.1, 0.01]),
                                                  ((), [1.0] * 4)])
 def test_step_decay_drops_at_its_fractions(fractions, expected):
