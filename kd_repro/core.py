@@ -53,6 +53,11 @@ PROFILES: dict[str, dict] = {
                       "epochs": 1, "betas": [100.0, 1000.0], "seeds": [0]},
         "fsp": {"dataset": "fashion_mnist", "train_limit": 256, "teacher_depth": 8, "teacher_epochs": 1, "stage1_epochs": 1,
                 "epochs": 1, "seeds": [0]},
+        "self_distillation": {"dataset": "fashion_mnist", "train_limit": 256, "blocks": [1, 1, 1, 1],
+                              "widths": [4, 8, 16, 32], "epochs": 1, "batch_size": 64, "seeds": [0]},
+        "online": {"dataset": "fashion_mnist", "train_limit": 256, "held_out": 128, "peer": {"name": "lenet5"},
+                   "epochs": 1, "optimizer": "adam", "lr": 3e-3, "teacher": {"name": "lenet5"}, "student": {"name": "lenet5_half"},
+                   "triplet_weights": [0.1, 1.0], "seeds": [0]},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -79,6 +84,12 @@ PROFILES: dict[str, dict] = {
                       "epochs": 12, "batch_size": 64, "betas": [10.0, 100.0, 1000.0], "seeds": [0, 1, 2]},
         "fsp": {"dataset": "fashion_mnist", "train_limit": 1000, "teacher_depth": 20, "teacher_epochs": 30,
                 "stage1_epochs": 6, "epochs": 12, "batch_size": 64, "seeds": [0, 1, 2]},
+        "self_distillation": {"dataset": "fashion_mnist", "train_limit": 2000, "blocks": [1, 1, 1, 1],
+                              "widths": [8, 16, 32, 64], "epochs": 10, "batch_size": 64, "seeds": [0, 1, 2]},
+        "online": {"dataset": "fashion_mnist", "train_limit": 1000, "held_out": 1000, "peer": {"name": "lenet5"},
+                   "epochs": 25, "optimizer": "adam", "lr": 3e-3, "decay_at": [0.5, 0.75], "augment": None,
+                   "teacher": {"name": "lenet5"},
+                   "student": {"name": "lenet5_half"}, "triplet_weights": [1.0, 10.0], "seeds": [0, 1, 2]},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -103,7 +114,8 @@ PROFILES["paper-smoke"] = {  # the paper's settings, data subsets and teacher re
 }
 SETTINGS_MODULES = {"hinton": "kd_repro.hinton", "lopes": "kd_repro.lopes", "zskd": "kd_repro.zskd",
                     "dafl": "kd_repro.dafl", "attention": "kd_repro.attention",
-                    "fsp": "kd_repro.fsp"}
+                    "fsp": "kd_repro.fsp", "self_distillation": "kd_repro.self_distill",
+                    "online": "kd_repro.online"}
 
 
 def get_profile(name: str) -> dict:

@@ -357,17 +357,20 @@ def train_teacher(arch: str,  # a `kd_repro.models` name, e.g. "lenet5"
                   train_limit=None,  # keep a seeded sample of this many training images
                   test_limit=None,  # the same for the test images
                   seed: int = 0,  # seeds the initialisation, the batches and the samples
+                  sample_seed: int | None = None,  # seeds the training sample instead (teachers of one sample)
                   arch_kwargs: dict | None = None,  # passed to the model's builder (e.g. {"init": "lopes"})
                   force: bool = False,  # retrain even when a cached checkpoint fits
                  ):  # `(model, info)`: the model in eval mode, and how it was trained and tested
     "`(model, info)`: `arch` trained on `dataset` (the `profile`'s subsets), from the cache when trained before."
     with timer() as t:
+        sample_seed = seed if sample_seed is None else sample_seed
         train, train_prov = get_dataset(dataset, "train", profile=profile, size=size, resize=resize, augment=augment,
-                                        limit=train_limit, seed=seed)
+                                        limit=train_limit, seed=sample_seed)
         model_kwargs = {"num_classes": NUM_CLASSES[dataset], **(arch_kwargs or {})}
         model = build_model(arch, **model_kwargs)
         hyper = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "augment": augment, "schedule": schedule,
-                 "optimizer": optimizer, "weight_decay": weight_decay, "size": size, **({"resize": True} if resize else {})}
+                 "optimizer": optimizer, "weight_decay": weight_decay, "size": size, **({"resize": True} if resize else {}),
+                 **({"sample_seed": sample_seed} if sample_seed != seed else {})}
         key = teacher_key(arch, model_kwargs, train_prov, hyper, seed)
         path = cache_dir() / "teachers" / f"{arch}-{dataset}-{key_hash(key)}.pt"
         info = None if force else load_checkpoint(path, key, model)

@@ -30,21 +30,23 @@ def paper_data(tmp_path_factory):
         for split, part in (("train", slice(0, 600)), ("test", slice(600, 1000))):
             write_idx(folder / f"{IDX_FILES[split].format('images-idx3')}.gz", images[part])
             write_idx(folder / f"{IDX_FILES[split].format('labels-idx1')}.gz", labels[part])
-    write_cifar10_from(get_dataset("fashion_mnist", "test", subset="first_1000", root=nothing)[0], root)
+    for name in ("cifar10", "cifar100"):
+        write_cifar_from(get_dataset("fashion_mnist", "test", subset="first_1000", root=nothing)[0], root, name)
     return root
 
 
-def write_cifar10_from(shipped, root):
-    "CIFAR-10's python batches holding real Fashion-MNIST images, padded to 32×32 and repeated over 3 channels."
+def write_cifar_from(shipped, root, name):
+    "CIFAR-10's or CIFAR-100's python batches holding real Fashion-MNIST images, padded to 32×32, 3 channels."
     from kd_repro.data import CIFAR_FILES, CIFAR_FOLDERS, write_cifar_batch
     images = np.pad((shipped.images[:, 0] * 255).round().byte().numpy(), ((0, 0), (2, 2), (2, 2)))
     images, labels = np.repeat(images[..., None], 3, axis=-1), shipped.labels.numpy()
-    folder = root / CIFAR_FOLDERS["cifar10"]
+    folder = root / CIFAR_FOLDERS[name]
     folder.mkdir()
-    files = CIFAR_FILES["cifar10"]["train"] + CIFAR_FILES["cifar10"]["test"]
-    for i, name in enumerate(files):
-        part = slice(120 * i, 120 * (i + 1)) if name != "test_batch" else slice(600, 1000)
-        write_cifar_batch(folder / name, images[part], labels[part])
+    train_files = CIFAR_FILES[name]["train"]
+    per_file = 600 // len(train_files)
+    parts = [slice(per_file * i, per_file * (i + 1)) for i in range(len(train_files))] + [slice(600, 1000)]
+    for file, part in zip(train_files + CIFAR_FILES[name]["test"], parts):
+        write_cifar_batch(folder / file, images[part], labels[part], fine=name == "cifar100")
 
 
 @pytest.mark.parametrize("notebook", PAPER_NOTEBOOKS, ids=[nb.stem for nb in PAPER_NOTEBOOKS])
