@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .core import setting
 from .hinton import kd_loss
+from .models import features_of
 
 # %% auto #0
 __all__ = ['SETTINGS', 'AT_MODES', 'AttentionSettings', 'attention_map', 'at_loss', 'feature_maps', 'group_pairs', 'at_kd_loss',
@@ -112,7 +113,7 @@ def attention_distance(student, teacher, loader, p: int = 2, device=None) -> lis
     totals, count = None, 0
     for batch in loader:
         x = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(device)
-        pairs = group_pairs(student(x, return_features=True)[1], teacher(x, return_features=True)[1])
+        pairs = group_pairs(features_of(student, x)[1], features_of(teacher, x)[1])
         sums = [at_loss(s, t, p, mode="paper") * len(x) for s, t in pairs]
         totals = sums if totals is None else [a + b for a, b in zip(totals, sums)]
         count += len(x)

@@ -15,6 +15,7 @@ from torch import nn
 
 from .core import check_matrix, setting
 from .hinton import kd_loss
+from .models import with_features
 from .train import Synthesizer, frozen, progress, step_decay, teacher_fingerprint
 
 # %% auto #0
@@ -149,7 +150,8 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
     opt_s = torch.optim.Adam(student.parameters(), lr=lr_student)
     sched = step_decay(*milestones)(opt_s, iterations)
-    names = list(getattr(teacher, "feature_names", []))
+    teacher = with_features(teacher)  # a plain network: the input of its last linear layer
+    names = teacher.feature_names
     if activation_layer is not None and activation_layer not in names:
         raise ValueError(f"activation_layer {activation_layer!r} is not a stage of the teacher; its stages: {names}")
     feature = names.index(activation_layer) if activation_layer is not None else -1

@@ -252,9 +252,14 @@ class ImageDataset(Dataset):
 
 # %% ../nbs/01_data.ipynb #809a8bc2
 def _channel_view(values, like: torch.Tensor) -> torch.Tensor:
-    values = torch.as_tensor(values, dtype=like.dtype)
-    if like.ndim != 4 or len(values) != like.shape[1]:
-        raise ValueError(f"expected images (N, {len(values)}, H, W), got {tuple(like.shape)}")
+    "Per-channel `values` (one number for every channel, or one per channel) shaped (1, C, 1, 1) for `like`."
+    try:
+        values = torch.as_tensor(values, dtype=like.dtype).flatten()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"a per-channel mean or std must be a number or a sequence of numbers, got {values!r}") from error
+    if like.ndim != 4 or len(values) not in (1, like.shape[1]):
+        raise ValueError(f"expected images (N, {len(values)}, H, W) for a per-channel mean or std of {len(values)} "
+                         f"value(s) (or one number for every channel), got {tuple(like.shape)}")
     return values.view(1, -1, 1, 1)
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from .core import setting
 from .data import to_inputs
+from .models import FeatureNet, features_of
 from .train import frozen
 
 # %% auto #0
@@ -50,6 +51,14 @@ RECORDED_AT = ("output", "pre_activation")
 AUTHORS_AT = "pre_activation"  # where the authors' code records: before each ReLU, and before LeNet-5's pooling
 
 
+def _stages(model: nn.Module, what: str) -> nn.ModuleDict:
+    if not isinstance(model, FeatureNet):
+        raise ValueError(f"{what} needs a kd_repro network (named stages, then a classifier), got "
+                         f"{type(model).__name__}; the statistics recorded at each layer's output work with any "
+                         f"network through kd_repro.models.FeatureTap")
+    return model.stages
+
+
 def _stage_linear(stage: nn.Module) -> nn.Module:
     "The first convolution or linear layer of a stage: its output is the stage's pre-activation."
     for m in stage.modules():
@@ -61,12 +70,12 @@ def _stage_linear(stage: nn.Module) -> nn.Module:
 def recorded_features(model: nn.Module, x: torch.Tensor, at: str = "output") -> tuple[torch.Tensor, list]:
     "The logits of `model` on `x` and, per stage, the recorded signal (unflattened) at `at`."
     if at == "output":
-        return model(x, return_features=True)
+        return features_of(model, x)
     if at != "pre_activation":
         raise ValueError(f"unknown recording point {at!r}; choose from {', '.join(RECORDED_AT)}")
     features = []
     handles = [_stage_linear(s).register_forward_hook(lambda m, i, out: features.append(out))
-               for s in model.stages.values()]
+               for s in _stages(model, "recording pre-activations").values()]
     try:
         logits = model(x)
     finally:
@@ -207,6 +216,7 @@ def _between_recorded(model: nn.Module, at: str) -> list[nn.Module]:
 @torch.no_grad()
 def layer_operators(model: nn.Module, at: str = "output") -> list[torch.Tensor]:
     "The (out, in) matrix of the linear map between each pair of consecutive recorded layers (`at`)."
+    _stages(model, "the spectral records")
     if getattr(model, "input_shape", None) is None:
         raise ValueError("layer_operators needs a model with a fixed `input_shape`")
     _, features = recorded_features(model, torch.zeros(1, *model.input_shape), at)

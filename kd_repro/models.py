@@ -12,9 +12,10 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 # %% auto #0
-__all__ = ['INITS', 'MODELS', 'FeatureNet', 'count_parameters', 'lopes_init_', 'MLP', 'hinton_teacher', 'hinton_student',
-           'LeNet5', 'lenet5', 'lenet5_half', 'lenet5_half_zskd', 'AlexNetCifar', 'alexnet_cifar', 'alexnet_cifar_half',
-           'CifarResNet', 'resnet18', 'resnet34', 'cifar_resnet', 'WideBlock', 'WideResNet', 'wrn', 'build_model']
+__all__ = ['INITS', 'MODELS', 'FeatureNet', 'count_parameters', 'FeatureTap', 'classifier_input', 'with_features', 'features_of',
+           'lopes_init_', 'MLP', 'hinton_teacher', 'hinton_student', 'LeNet5', 'lenet5', 'lenet5_half',
+           'lenet5_half_zskd', 'AlexNetCifar', 'alexnet_cifar', 'alexnet_cifar_half', 'CifarResNet', 'resnet18',
+           'resnet34', 'cifar_resnet', 'WideBlock', 'WideResNet', 'wrn', 'build_model']
 
 # %% ../nbs/02_models.ipynb #0d8a8b8e
 class FeatureNet(nn.Module):
@@ -46,6 +47,77 @@ class FeatureNet(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+# %% ../nbs/02_models.ipynb #60877f59
+def _named_layer(model: nn.Module, name: str) -> tuple[nn.Module, bool]:
+    "The submodule called `name` (without an `:input` suffix) and whether its input is wanted."
+    module_name, _, part = name.partition(":")
+    modules = dict(model.named_modules())
+    if part not in ("", "input") or module_name not in modules or not module_name:
+        shown = [n for n in modules if n][:12]
+        raise ValueError(f"{name!r} is not a layer of {type(model).__name__}; name a submodule (optionally with "
+                         f"':input'), e.g. {', '.join(shown)}{', …' if len(modules) > 13 else ''}")
+    return modules[module_name], part == "input"
+
+
+class FeatureTap(nn.Module):
+    "Any network with `return_features=True`: the outputs (or `name:input`, inputs) of its submodules named in `layers`."
+    def __init__(self, model: nn.Module, layers):
+        super().__init__()
+        if isinstance(layers, str) or not layers:
+            raise ValueError(f"layers must be a non-empty list of submodule names, got {layers!r}")
+        for name in layers:
+            _named_layer(model, name)
+        self.model, self.layers = model, list(layers)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.layers)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        if not return_features:
+            return self.model(x)
+        captured, handles = {}, []
+        for name in self.layers:
+            module, wants_input = _named_layer(self.model, name)
+            keep = (lambda n: lambda m, args: captured.setdefault(n, args[0])) if wants_input else \
+                   (lambda n: lambda m, args, out: captured.setdefault(n, out))
+            register = module.register_forward_pre_hook if wants_input else module.register_forward_hook
+            handles.append(register(keep(name)))
+        try:
+            logits = self.model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        missing = [n for n in self.layers if n not in captured]
+        if missing:
+            raise ValueError(f"layers {missing} did not run in the forward pass of {type(self.model).__name__}")
+        return logits, [captured[n] for n in self.layers]
+
+
+def classifier_input(model: nn.Module) -> str:
+    "The `FeatureTap` name of the input of `model`'s last `nn.Linear` (its penultimate features)."
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer; name its feature layers with FeatureTap")
+    return f"{linears[-1]}:input"
+
+
+def with_features(model: nn.Module) -> nn.Module:
+    "`model` if it answers `return_features=True` (a kd_repro network or a tap), else a `FeatureTap` of its classifier input."
+    return model if hasattr(model, "feature_names") else FeatureTap(model, [classifier_input(model)])
+
+
+def features_of(model: nn.Module, x: torch.Tensor):
+    "`model(x, return_features=True)`, or a `ValueError` saying how to give a plain network that interface."
+    try:
+        return model(x, return_features=True)
+    except TypeError as error:
+        if "return_features" not in str(error):
+            raise
+        raise ValueError(f"{type(model).__name__} does not return its features; wrap it: "
+                         f"kd_repro.models.FeatureTap(model, ['layer1', 'layer2', ...]) with the names of the "
+                         f"layers whose outputs the method should use") from error
 
 # %% ../nbs/02_models.ipynb #773706fb
 INITS = ("torch", "lopes")

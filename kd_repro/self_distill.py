@@ -65,6 +65,9 @@ class MultiExitNet(nn.Module):
     "`backbone` with a bottleneck + linear classifier after each stage in `exits`; its own classifier is the last exit."
     def __init__(self, backbone: FeatureNet, exits: list[str], input_shape: tuple, num_classes: int):
         super().__init__()
+        if not hasattr(backbone, "feature_names"):
+            raise ValueError(f"the backbone must return its features: a kd_repro network, or your "
+                             f"{type(backbone).__name__} wrapped as kd_repro.models.FeatureTap(model, stage_names)")
         unknown = [name for name in exits if name not in backbone.feature_names]
         if unknown or not exits:
             raise ValueError(f"exits must name stages of the backbone ({backbone.feature_names}), got {exits}")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .core import cache_dir, get_device, get_profile, seed_everything, timer
 from .data import NUM_CLASSES, get_dataset, get_loader
-from .models import build_model
+from .models import build_model, features_of
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
@@ -279,8 +279,8 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
                 teacher_logits = teacher(x)
             return loss_fn(student(x), teacher_logits, y)
         with torch.no_grad():
-            teacher_logits, teacher_features = teacher(x, return_features=True)
-        student_logits, student_features = student(x, return_features=True)
+            teacher_logits, teacher_features = features_of(teacher, x)
+        student_logits, student_features = features_of(student, x)
         return loss_fn(student_logits, teacher_logits, y, student_features, teacher_features)
 
     return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
