@@ -60,6 +60,8 @@ PROFILES: dict[str, dict] = {
                    "triplet_weights": [0.1, 1.0], "seeds": [0]},
         "cross_modal": {"paired_limit": 256, "labels": [50, None], "ablation_labels": 50, "transfer_epochs": 1,
                         "finetune_steps": 5, "seeds": [0]},
+        "datafree_benchmark": {"pairs": ["mnist_mlp"], "n_synthetic": 20, "counts": [10, 20],
+                               "epochs": 1, "seeds": [0]},
     },
     "quick": {
         "description": "CPU and offline: the 5,000 embedded MNIST digits, the official test sets",
@@ -94,6 +96,7 @@ PROFILES: dict[str, dict] = {
                    "student": {"name": "lenet5_half"}, "triplet_weights": [1.0, 10.0], "seeds": [0, 1, 2]},
         "cross_modal": {"paired_limit": 5000, "labels": [100, 500, 1000, None], "ablation_labels": 100,
                         "transfer_epochs": 8, "finetune_steps": 600, "seeds": [0, 1, 2]},
+        "datafree_benchmark": {"n_synthetic": 2000, "counts": [500, 2000, 4000], "epochs": 10, "seeds": [0, 1, 2]},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
@@ -119,7 +122,8 @@ PROFILES["paper-smoke"] = {  # the paper's settings, data subsets and teacher re
 SETTINGS_MODULES = {"hinton": "kd_repro.hinton", "lopes": "kd_repro.lopes", "zskd": "kd_repro.zskd",
                     "dafl": "kd_repro.dafl", "attention": "kd_repro.attention",
                     "fsp": "kd_repro.fsp", "self_distillation": "kd_repro.self_distill",
-                    "online": "kd_repro.online", "cross_modal": "kd_repro.cross_modal"}
+                    "online": "kd_repro.online", "cross_modal": "kd_repro.cross_modal",
+                    "datafree_benchmark": "kd_repro.benchmark"}
 
 
 def get_profile(name: str) -> dict:

@@ -189,11 +189,11 @@ class GeneratorSynthesizer(Synthesizer):
         return self.generator(torch.randn(n, self.generator.latent_dim, generator=self.latent))
 
 
-def save_generator(generator: Generator, path, teacher: nn.Module | None = None) -> Path:
-    "Write the generator's configuration and weights (and its teacher's fingerprint) to `path`."
+def save_generator(generator: Generator, path, teacher: nn.Module | None = None, seconds: float | None = None) -> Path:
+    "Write the generator's configuration and weights (its teacher's fingerprint, the seconds its training took) to `path`."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": generator.config, "state": generator.state_dict(),
+    torch.save({"config": generator.config, "state": generator.state_dict(), "seconds": seconds,
                 "teacher": teacher_fingerprint(teacher) if teacher is not None else None}, path)
     return path
 
@@ -213,4 +213,5 @@ def load_generator(path, teacher: nn.Module | None = None) -> Generator:
     if teacher is not None and saved["teacher"] not in (None, teacher_fingerprint(teacher)):
         raise ValueError(f"{path} was trained against another teacher (fingerprint {saved['teacher']}, this "
                          f"teacher {teacher_fingerprint(teacher)}): train a generator for this teacher")
+    generator.train_seconds = saved.get("seconds")
     return generator

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -20,11 +20,12 @@ from .models import FeatureNet, features_of
 from .train import frozen
 
 # %% auto #0
-__all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'LopesSettings', 'recorded_features', 'layer_activations', 'layer_names',
-           'record_statistics', 'graph_fourier_basis', 'compress', 'reconstruct', 'linear_part', 'layer_operators',
-           'chain_adjacency', 'spectral_bases', 'record_spectral', 'metadata_bytes', 'save_metadata', 'load_metadata',
-           'top_layer_objective', 'all_layers_objective', 'spectral_objective', 'fixed_dropout', 'Objective',
-           'noise_inputs', 'reconstruct_inputs']
+__all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_METHODS', 'LopesSettings', 'recorded_features',
+           'layer_activations', 'layer_names', 'record_statistics', 'graph_fourier_basis', 'compress', 'reconstruct',
+           'linear_part', 'layer_operators', 'chain_adjacency', 'spectral_bases', 'record_spectral', 'metadata_bytes',
+           'save_metadata', 'load_metadata', 'top_layer_objective', 'all_layers_objective', 'spectral_objective',
+           'fixed_dropout', 'Objective', 'noise_inputs', 'reconstruct_inputs', 'metadata_records',
+           'reconstruction_objectives', 'method_inputs']
 
 # %% ../nbs/11_lopes.ipynb #5ae9f94b
 @dataclasses.dataclass(frozen=True)
@@ -411,3 +412,50 @@ def reconstruct_inputs(teacher: nn.Module, objective, classes: torch.Tensor, sha
             loss.backward()
             opt.step()
     return x.detach()
+
+# %% ../nbs/11_lopes.ipynb #f0b82933
+NOISE_METHOD = "random noise (no optimisation)"
+DROPOUT_METHODS = {"all-layers + fixed dropout"}
+
+
+def metadata_records(teacher: nn.Module, loader, num_classes: int = 10, T: float = 8.0, keep: float = 0.1,
+                     at: str = AUTHORS_AT) -> dict:
+    "The statistics, the two spectral records and the graphs' bases that every method reconstructs from."
+    stats = record_statistics(teacher, loader, num_classes, T, at)
+    bases = {pairs: spectral_bases(teacher, pairs, at) for pairs in (False, True)}
+    spectral_all, spectral_pairs = (record_spectral(teacher, loader, num_classes, T, keep, pairs, at=at, bases=bases[pairs])
+                                    for pairs in (False, True))
+    return {"statistics": stats, "spectral all-layers": spectral_all, "spectral layer-pairs": spectral_pairs,
+            "bases": bases}
+
+
+def reconstruction_objectives(teacher: nn.Module, records: dict, classes: torch.Tensor, generator=None,
+                              mean_only_row: bool = False) -> dict:
+    "{method: (objective fn or None for noise, the record it needs)} for this teacher and these `classes`."
+    stats, spectral_all, spectral_pairs = (records[k] for k in ("statistics", "spectral all-layers", "spectral layer-pairs"))
+    layers = {"mean": stats["mean"], "std": stats["std"]}
+    g = generator
+    methods = {NOISE_METHOD: (None, {}),
+               "top-layer statistics": (top_layer_objective(stats, classes, g),
+                                        {"mean": stats["mean"][-1], "top_chol": stats["top_chol"]}),
+               "all-layers statistics": (all_layers_objective(stats, classes, g), layers)}
+    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in teacher.modules()):
+        methods["all-layers + fixed dropout"] = (all_layers_objective(stats, classes, g), layers)
+    bases = records["bases"]
+    methods["spectral all-layers"] = (spectral_objective(spectral_all, teacher, classes, g, bases[False]), spectral_all)
+    methods["spectral layer-pairs"] = (spectral_objective(spectral_pairs, teacher, classes, g, bases[True]), spectral_pairs)
+    if mean_only_row:
+        mean_only = {k: v for k, v in spectral_pairs.items() if k != "spread"}
+        methods["spectral layer-pairs, class-mean record"] = (spectral_objective(mean_only, teacher, classes, bases=bases[True]),
+                                                              mean_only)
+    return methods
+
+
+def method_inputs(teacher: nn.Module, name: str, fn, classes: torch.Tensor, shape, mean, std, *, T: float = 8.0,
+                  at: str = AUTHORS_AT, steps: int = 200, lr: float = 0.05, generator=None) -> torch.Tensor:
+    "Method `name`'s inputs, one per entry of `classes`: noise for `fn=None`, else reconstructed (fixed dropout if the method says)."
+    if fn is None:
+        return noise_inputs(len(classes), shape, mean, std, generator)
+    with fixed_dropout(teacher, generator) if name in DROPOUT_METHODS else nullcontext():
+        return reconstruct_inputs(teacher, Objective(fn, T, at), classes, shape, mean, std, steps=steps, lr=lr,
+                                  generator=generator)

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import check_matrix, setting
-from .data import to_inputs
-from .train import frozen, teacher_fingerprint
+from .core import cache_dir, check_matrix, setting, timer
+from .data import NORMALIZATION, to_inputs
+from .train import frozen, key_hash, teacher_fingerprint
 
 # %% auto #0
-__all__ = ['SETTINGS', 'ZSKDSettings', 'class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions',
-           'save_impressions', 'load_impressions']
+__all__ = ['SETTINGS', 'RECIPE', 'ZSKDSettings', 'class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions',
+           'save_impressions', 'load_impressions', 'cached_impressions']
 
 # %% ../nbs/12_zskd.ipynb #1dc24efe
 @dataclasses.dataclass(frozen=True)
@@ -165,3 +165,22 @@ def load_impressions(path, teacher: nn.Module, shape) -> dict:
     if tuple(record["images"].shape[1:]) != tuple(shape):
         raise ValueError(f"{path} holds images of shape {tuple(record['images'].shape[1:])}, expected {tuple(shape)}")
     return record
+
+# %% ../nbs/12_zskd.ipynb #abb11875
+RECIPE = ("T", "per_class", "steps", "lr", "synthesis_batch")
+
+
+def cached_impressions(teacher: nn.Module, dataset: str, settings: ZSKDSettings, seed: int, targets, classes, betas, *,
+                       warm_start: bool = False, extra: dict | None = None, shape=(1, 32, 32)):
+    "DIs for `targets` as (record, cached, seconds): loaded when this teacher's were made with this recipe before, else synthesised."
+    recipe = {**{k: getattr(settings, k) for k in RECIPE}, "seed": seed, **(extra or {})}
+    path = cache_dir() / "zskd" / f"{dataset}-{teacher_fingerprint(teacher)}-{key_hash(recipe)}.pt"
+    if path.exists():
+        record = load_impressions(path, teacher, shape)
+        return record, True, record["seconds"]
+    with timer() as t:
+        images = synthesize_impressions(teacher, targets, shape, *NORMALIZATION[dataset], T=settings.T,
+                                        steps=settings.steps, lr=settings.lr, batch_size=settings.synthesis_batch,
+                                        seed=seed, warm_start=warm_start, classes=classes)
+    save_impressions(path, images, targets, classes, betas, teacher, t.seconds)
+    return {"images": images, "targets": targets, "classes": classes, "betas": betas}, False, t.seconds
