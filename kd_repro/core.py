@@ -96,7 +96,7 @@ PROFILES: dict[str, dict] = {
                    "student": {"name": "lenet5_half"}, "triplet_weights": [1.0, 10.0], "seeds": [0, 1, 2]},
         "cross_modal": {"paired_limit": 5000, "labels": [100, 500, 1000, None], "ablation_labels": 100,
                         "transfer_epochs": 8, "finetune_steps": 600, "seeds": [0, 1, 2]},
-        "datafree_benchmark": {"n_synthetic": 2000, "counts": [500, 2000, 4000], "epochs": 10, "seeds": [0, 1, 2]},
+        "datafree_benchmark": {"n_synthetic": 2000, "counts": [250, 1000, 2000], "epochs": 20, "seeds": [0, 1, 2]},
     },
     "paper": {
         "description": "the papers' hyperparameters on the full data sets (needs a GPU and a download)",
