@@ -16,12 +16,12 @@ from torch import nn
 from .core import check_matrix, setting
 from .hinton import kd_loss
 from .models import with_features
-from .train import Synthesizer, frozen, progress, step_decay, teacher_fingerprint
+from .train import Synthesizer, distill, frozen, step_decay, teacher_fingerprint
 
 # %% auto #0
 __all__ = ['SETTINGS', 'LOSS_MODES', 'DAFL_WEIGHTS', 'DAFLSettings', 'one_hot_loss', 'activation_loss',
-           'information_entropy_loss', 'generator_losses', 'weighted_loss', 'Generator', 'train_dafl',
-           'GeneratorSynthesizer', 'save_generator', 'load_generator']
+           'information_entropy_loss', 'generator_losses', 'weighted_loss', 'Generator', 'DAFLSynthesizer',
+           'train_dafl', 'GeneratorSynthesizer', 'save_generator', 'load_generator']
 
 # %% ../nbs/13_dafl.ipynb #0db44307
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +126,49 @@ class Generator(nn.Module):
         return self.blocks(self.project(z).view(len(z), -1, self.init_size, self.init_size))
 
 # %% ../nbs/13_dafl.ipynb #6b399ba7
+class DAFLSynthesizer(Synthesizer):
+    "DAFL's generator trained while it serves: each batch is one generator step on the frozen teacher, yielded detached."
+    def __init__(self, generator: Generator, batch_size: int = 512, batches_per_epoch: int = 100, *, lr: float = 0.2,
+                 weights: dict | None = None, loss_mode: str = "code", activation_layer: str | None = None, seed: int = 0):
+        if batch_size < 2:
+            raise ValueError(f"DAFL needs batch_size ≥ 2 (the generator has batch norm), got {batch_size}")
+        super().__init__(batch_size, batches_per_epoch)
+        self.generator, self.weights, self.loss_mode = generator, DAFL_WEIGHTS if weights is None else weights, loss_mode
+        self.activation_layer, self.latent = activation_layer, torch.Generator().manual_seed(seed)
+        self.optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
+        self.history = []
+
+    def make(self, teacher):
+        self.teacher = with_features(teacher)  # a plain network: the input of its last linear layer
+        names = self.teacher.feature_names
+        if self.activation_layer is not None and self.activation_layer not in names:
+            raise ValueError(f"activation_layer {self.activation_layer!r} is not a stage of the teacher; its stages: {names}")
+        self.feature = names.index(self.activation_layer) if self.activation_layer is not None else -1
+        self.device = next(teacher.parameters()).device
+        self.generator.to(self.device)
+
+    def step(self) -> torch.Tensor:
+        "One generator step against the teacher; the batch it generated, detached."
+        z = torch.randn(self.batch_size, self.generator.latent_dim, generator=self.latent).to(self.device)
+        images = self.generator(z)
+        with frozen(self.teacher):
+            logits, features = self.teacher(images, return_features=True)
+            parts = generator_losses(logits, features[self.feature], self.loss_mode)
+            self.optimizer.zero_grad()
+            loss = weighted_loss(parts, self.weights)
+            if torch.is_tensor(loss):  # every weight 0 (an ablation): the generator stays as it is
+                loss.backward()
+        self.optimizer.step()
+        self.history.append({k: v.item() for k, v in parts.items()})
+        return images.detach()
+
+    def __iter__(self):
+        if not self.synthesized:
+            raise RuntimeError("DAFLSynthesizer trains against a teacher: call synthesize(teacher) first (distill does)")
+        for _ in range(self.batches_per_epoch):
+            yield self.step()
+
+
 def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `activation_layer` is named
                student: nn.Module,  # trained in place on the generated images
                generator: Generator,  # trained in place against the teacher
@@ -139,43 +182,33 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
                milestones=(),  # fractions of `iterations` where the student's rate drops ×0.1
                activation_layer: str | None = None,  # the teacher stage of the activation loss (default: the last)
                seed: int = 0,  # seeds the generator's latent codes
-               evaluate_every: int = 0,  # call `on_evaluate(iteration)` every this many steps (0: never)
+               evaluate_every: int = 0,  # call `on_evaluate(iteration)` every this many steps (0: never); divides `iterations`
                on_evaluate=None,  # e.g. records the student's test accuracy for a learning curve
                desc: str = "DAFL",  # the progress bar's label
               ) -> list[dict]:  # one record of the losses per iteration
     "Train `generator` against the frozen `teacher` and distil `student` on its images; one record per iteration."
-    weights = DAFL_WEIGHTS if weights is None else weights
-    if iterations < 1 or batch_size < 2:
-        raise ValueError(f"need iterations ≥ 1 and batch_size ≥ 2 (batch norm), got {iterations}, {batch_size}")
-    opt_g = torch.optim.Adam(generator.parameters(), lr=lr_generator)
-    opt_s = torch.optim.Adam(student.parameters(), lr=lr_student)
-    sched = step_decay(*milestones)(opt_s, iterations)
-    teacher = with_features(teacher)  # a plain network: the input of its last linear layer
-    names = teacher.feature_names
-    if activation_layer is not None and activation_layer not in names:
-        raise ValueError(f"activation_layer {activation_layer!r} is not a stage of the teacher; its stages: {names}")
-    feature = names.index(activation_layer) if activation_layer is not None else -1
-    latent = torch.Generator().manual_seed(seed)
-    history = []
-    student.train()
-    with frozen(teacher):
-        for it in (bar := progress(range(iterations), desc)):
-            images = generator(torch.randn(batch_size, generator.latent_dim, generator=latent))
-            logits, features = teacher(images, return_features=True)
-            parts = generator_losses(logits, features[feature], loss_mode)
-            student_loss = kd_loss(student(images.detach()), logits.detach(), 1.0)
-            opt_g.zero_grad(); opt_s.zero_grad()
-            (weighted_loss(parts, weights) + student_loss).backward()
-            opt_g.step(); opt_s.step(); sched.step()
-            history.append({"iteration": it + 1, "student": student_loss.item(),
-                            **{k: v.item() for k, v in parts.items()}})
-            if evaluate_every and (it + 1) % evaluate_every == 0 and on_evaluate is not None:
-                on_evaluate(it + 1)
-                student.train()
-            if (it + 1) % max(1, iterations // 20) == 0:
-                bar.set_postfix(student=round(student_loss.item(), 4), one_hot=round(parts["one_hot"].item(), 3))
-    student.eval()
-    return history
+    if iterations < 1:
+        raise ValueError(f"need iterations ≥ 1, got {iterations}")
+    per_epoch = evaluate_every if 0 < evaluate_every < iterations else iterations
+    if iterations % per_epoch:
+        raise ValueError(f"evaluate_every ({evaluate_every}) must divide iterations ({iterations})")
+    source = DAFLSynthesizer(generator, batch_size, per_epoch, lr=lr_generator, weights=weights, loss_mode=loss_mode,
+                             activation_layer=activation_layer, seed=seed)
+    student_losses = []
+
+    def student_loss(student_logits, teacher_logits, labels=None):
+        student_losses.append(loss := kd_loss(student_logits, teacher_logits, 1.0))
+        return loss
+
+    def evaluated(record):
+        iteration = record["epoch"] * per_epoch
+        if on_evaluate is not None and evaluate_every and iteration % evaluate_every == 0:
+            on_evaluate(iteration)
+
+    distill(student, teacher, source, student_loss, iterations // per_epoch, lr=lr_student,
+            schedule=step_decay(*milestones) if milestones else None, on_epoch=evaluated, desc=desc)
+    return [{"iteration": i + 1, "student": loss.item(), **parts}
+            for i, (loss, parts) in enumerate(zip(student_losses, source.history))]
 
 # %% ../nbs/13_dafl.ipynb #6e648ca0
 class GeneratorSynthesizer(Synthesizer):

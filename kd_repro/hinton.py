@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import check_matrix, get_profile, get_settings, setting
-from .train import train_teacher, with_overrides
+from .train import optimise_inputs, train_teacher, with_overrides
 
 # %% auto #0
 __all__ = ['SETTINGS', 'HintonSettings', 'soft_targets', 'kd_loss', 'distillation_loss', 'mnist_mlp_teacher', 'without_classes',
@@ -166,13 +166,11 @@ def combine_specialists(general_probs: torch.Tensor, specialist_probs: list, spe
         raise ValueError("one list of classes per specialist's probabilities is needed")
     top = general_probs.topk(top_n, dim=1).indices
     active = [torch.isin(top, torch.as_tensor(c)).any(1).float() for c in specialist_classes]
-    u = general_probs.clamp_min(1e-12).log().clone().requires_grad_()
-    opt = torch.optim.Adam([u], lr=lr)
 
     def kl(p, log_q):
         return (p * (p.clamp_min(1e-12).log() - log_q)).sum(1)
 
-    for _ in range(steps):
+    def divergence(u):
         log_q = F.log_softmax(u, 1)
         loss = kl(general_probs, log_q)
         for p_m, classes, mask in zip(specialist_probs, specialist_classes, active):
@@ -180,7 +178,7 @@ def combine_specialists(general_probs: torch.Tensor, specialist_probs: list, spe
             inside = q[:, classes]
             q_m = torch.cat([inside, (1 - inside.sum(1, keepdim=True)).clamp_min(1e-12)], 1)
             loss = loss + mask * kl(p_m, q_m.log())
-        opt.zero_grad()
-        loss.sum().backward()
-        opt.step()
-    return F.softmax(u.detach(), 1)
+        return loss
+
+    u = optimise_inputs(None, divergence, general_probs.clamp_min(1e-12).log().clone(), steps, lr)
+    return F.softmax(u, 1)

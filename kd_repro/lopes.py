@@ -17,7 +17,7 @@ from torch import nn
 from .core import setting
 from .data import to_inputs
 from .models import FeatureNet, features_of
-from .train import frozen
+from .train import SynthesizedSet, frozen, optimise_inputs
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_METHODS', 'LopesSettings', 'recorded_features',
@@ -25,7 +25,7 @@ __all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_MET
            'linear_part', 'layer_operators', 'chain_adjacency', 'spectral_bases', 'record_spectral', 'metadata_bytes',
            'save_metadata', 'load_metadata', 'top_layer_objective', 'all_layers_objective', 'spectral_objective',
            'fixed_dropout', 'Objective', 'noise_inputs', 'reconstruct_inputs', 'metadata_records',
-           'reconstruction_objectives', 'method_inputs']
+           'reconstruction_objectives', 'method_inputs', 'ReconstructionSynthesizer']
 
 # %% ../nbs/11_lopes.ipynb #5ae9f94b
 @dataclasses.dataclass(frozen=True)
@@ -403,15 +403,8 @@ def noise_inputs(n: int, shape, mean, std, generator=None) -> torch.Tensor:
 def reconstruct_inputs(teacher: nn.Module, objective, classes: torch.Tensor, shape, mean, std, *,
                        steps: int = 200, lr: float = 0.05, generator=None) -> torch.Tensor:
     "Optimise noise inputs (one per entry of `classes`) so that `objective(teacher activations)` is small."
-    x = noise_inputs(len(classes), shape, mean, std, generator).requires_grad_()
-    opt = torch.optim.Adam([x], lr=lr)
-    with frozen(teacher):
-        for _ in range(steps):
-            loss = objective(layer_activations(teacher, x, objective.T, objective.at)).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return x.detach()
+    return optimise_inputs(teacher, lambda x: objective(layer_activations(teacher, x, objective.T, objective.at)),
+                           noise_inputs(len(classes), shape, mean, std, generator), steps, lr)
 
 # %% ../nbs/11_lopes.ipynb #f0b82933
 NOISE_METHOD = "random noise (no optimisation)"
@@ -459,3 +452,15 @@ def method_inputs(teacher: nn.Module, name: str, fn, classes: torch.Tensor, shap
     with fixed_dropout(teacher, generator) if name in DROPOUT_METHODS else nullcontext():
         return reconstruct_inputs(teacher, Objective(fn, T, at), classes, shape, mean, std, steps=steps, lr=lr,
                                   generator=generator)
+
+
+class ReconstructionSynthesizer(SynthesizedSet):
+    "Method `name` (objective `fn`, None for noise) reconstructed on `synthesize(teacher)`, then served as a transfer set."
+    def __init__(self, name: str, fn, classes: torch.Tensor, shape, mean, std, *, T: float = 8.0, at: str = AUTHORS_AT,
+                 steps: int = 200, lr: float = 0.05, generator=None, batch_size: int = 64, seed: int = 0):
+        super().__init__(batch_size, seed)
+        self.recipe = dict(name=name, fn=fn, classes=classes, shape=shape, mean=mean, std=std, T=T, at=at, steps=steps,
+                           lr=lr, generator=generator)
+
+    def make_inputs(self, teacher):
+        return method_inputs(teacher, **self.recipe)

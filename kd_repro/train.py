@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -28,9 +28,9 @@ from .models import build_model, features_of
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
-           'fit', 'Synthesizer', 'TransferSet', 'NoiseSynthesizer', 'frozen', 'teacher_fingerprint', 'distill',
-           'trained_student', 'teacher_key', 'key_hash', 'load_checkpoint', 'save_checkpoint', 'train_teacher',
-           'with_overrides', 'lenet5_teacher']
+           'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs',
+           'teacher_fingerprint', 'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key',
+           'key_hash', 'load_checkpoint', 'save_checkpoint', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):
@@ -151,13 +151,17 @@ def _train_steps(batches, step_loss, optimizer, scheduler) -> float:
     return total.item() / n
 
 
-def _run_epochs(model, epochs, batches, step_loss, optimizer, scheduler, valid_loader, device, desc) -> list[dict]:
+def _run_epochs(model, epochs, batches, step_loss, optimizer, scheduler, valid_loader, device, desc,
+                on_epoch=None) -> list[dict]:
     "`epochs` passes over `batches()` with a progress bar; one record per epoch; the model ends in eval mode."
     history = []
     for epoch in (bar := progress(range(epochs), desc)):
         record = {"epoch": epoch + 1, "loss": _train_steps(batches(), step_loss, optimizer, scheduler)}
         if valid_loader is not None:
             record["valid_accuracy"] = evaluate(model, valid_loader, device)["accuracy"]
+            model.train()
+        if on_epoch is not None:
+            on_epoch(record)
             model.train()
         history.append(record)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
@@ -182,11 +186,23 @@ def fit(model: nn.Module, loader: Iterable, epochs: int, *, lr: float = 1e-3, op
 
 # %% ../nbs/03_train.ipynb #20f452c7
 class Synthesizer:
-    "Yields `batches_per_epoch` batches of `sample(batch_size)` inputs per iteration; subclasses define `sample`."
+    "A data-free source: `synthesize(teacher)` once, then each pass yields `batches_per_epoch` batches of inputs."
+    synthesized, synthesis_seconds = False, 0.0
+
     def __init__(self, batch_size: int, batches_per_epoch: int):
         if batch_size < 1 or batches_per_epoch < 1:
             raise ValueError(f"batch_size and batches_per_epoch must be ≥ 1, got {batch_size}, {batches_per_epoch}")
         self.batch_size, self.batches_per_epoch = batch_size, batches_per_epoch
+
+    def synthesize(self, teacher: nn.Module) -> "Synthesizer":
+        "Make what the method needs from `teacher` (subclasses override `make`); timed in `synthesis_seconds`."
+        with timer() as t:
+            recorded = self.make(teacher)
+        self.synthesized, self.synthesis_seconds = True, t.seconds if recorded is None else recorded
+        return self
+
+    def make(self, teacher: nn.Module) -> float | None:
+        "Nothing to make (noise, alternative data); a method returns the seconds its artefact took if read from a cache."
 
     def sample(self, n: int) -> torch.Tensor:
         raise NotImplementedError
@@ -201,17 +217,40 @@ class Synthesizer:
 
 class TransferSet(Synthesizer):
     "A fixed set of inputs `(N, ...)` served in shuffled batches, one pass per epoch, each batch `augment`ed."
-    def __init__(self, inputs: torch.Tensor, batch_size: int = 128, seed: int = 0, augment: Callable | None = None):
+    def __init__(self, inputs: torch.Tensor | None, batch_size: int = 128, seed: int = 0,
+                 augment: Callable | None = None):
+        super().__init__(batch_size, 1)
+        self.augment, self.generator = augment, torch.Generator().manual_seed(seed)
+        if inputs is not None:
+            self.set_inputs(inputs)
+
+    def set_inputs(self, inputs: torch.Tensor):
         if inputs.ndim < 2 or len(inputs) == 0:
             raise ValueError(f"a transfer set needs inputs of shape (N, ...) with N ≥ 1, got {tuple(inputs.shape)}")
-        super().__init__(batch_size, -(-len(inputs) // batch_size))
-        self.inputs, self.augment, self.generator = inputs, augment, torch.Generator().manual_seed(seed)
+        self.inputs, self.batches_per_epoch = inputs, -(-len(inputs) // self.batch_size)
 
     def __iter__(self):
         order = torch.randperm(len(self.inputs), generator=self.generator)
         for i in range(0, len(order), self.batch_size):
             batch = self.inputs[order[i:i + self.batch_size]]
             yield batch if self.augment is None else self.augment(batch, self.generator)
+
+
+class SynthesizedSet(TransferSet):
+    "A transfer set of the inputs `make_inputs(teacher) -> (N, ...)` builds on `synthesize`; subclasses define it."
+    def __init__(self, batch_size: int = 128, seed: int = 0, augment: Callable | None = None):
+        super().__init__(None, batch_size, seed, augment)
+
+    def make_inputs(self, teacher: nn.Module) -> torch.Tensor:
+        raise NotImplementedError
+
+    def make(self, teacher):
+        self.set_inputs(self.make_inputs(teacher))
+
+    def __iter__(self):
+        if not self.synthesized:
+            raise RuntimeError(f"{type(self).__name__} has no inputs yet: call synthesize(teacher) first (distill does)")
+        return super().__iter__()
 
 
 class NoiseSynthesizer(Synthesizer):
@@ -237,6 +276,33 @@ def frozen(model: nn.Module):
             p.requires_grad_(flag)
         model.train(training)
 
+# %% ../nbs/03_train.ipynb #fc79b3a2
+def optimise_inputs(teacher: nn.Module | None,  # frozen during the loop (None: no network to freeze)
+                    objective: Callable,  # x -> loss (a scalar, or one per sample: summed)
+                    x0: torch.Tensor,  # the starting inputs, a leaf tensor optimised in place
+                    steps: int,  # Adam steps
+                    lr: float = 0.05,  # Adam's learning rate (ignored when `optimizer` is given)
+                    *,
+                    project: Callable | None = None,  # x -> x in the allowed set, applied after every step
+                    optimizer: torch.optim.Optimizer | None = None,  # one already stepping on `x0`
+                   ) -> torch.Tensor:  # the optimised inputs, detached
+    "Minimise `objective(x)` over the inputs `x` (starting at `x0`) with Adam while `teacher` is frozen."
+    if not (x0.is_floating_point() and x0.is_leaf) or steps < 0:
+        raise ValueError(f"optimise_inputs needs a floating-point leaf tensor x0 and steps ≥ 0, got "
+                         f"{x0.dtype}{' (not a leaf)' if not x0.is_leaf else ''} and steps={steps}")
+    x = x0.requires_grad_()
+    opt = optimizer or torch.optim.Adam([x], lr=lr)
+    with frozen(teacher) if teacher is not None else nullcontext():
+        for _ in range(steps):
+            loss = objective(x).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if project is not None:
+                with torch.no_grad():
+                    x.copy_(project(x))
+    return x.detach()
+
 # %% ../nbs/03_train.ipynb #f83dec28
 def teacher_fingerprint(model: nn.Module) -> str:
     "A hash of the model's weights and buffers (16 hex digits)."
@@ -259,11 +325,14 @@ def _batches(source, steps_per_epoch):
 
 def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, epochs: int = 1, *,
             steps_per_epoch: int | None = None, lr: float = 1e-3, optimizer="adam", weight_decay: float = 0.0,
-            schedule=None, features: bool = False, valid_loader=None, device=None, desc: str = "distill") -> list[dict]:
+            schedule=None, features: bool = False, valid_loader=None, on_epoch: Callable | None = None, device=None,
+            desc: str = "distill") -> list[dict]:
     "Train `student` to match the frozen `teacher` on batches from `source`; one record per epoch."
     device = device or get_device()
-    teacher.to(device).eval()
+    teacher.to(device)
     student.to(device).train()
+    if isinstance(source, Synthesizer) and not source.synthesized:
+        source.synthesize(teacher)
     trained = student
     if isinstance(loss_fn, nn.Module):
         trained = nn.ModuleList([student, loss_fn.to(device).train()])
@@ -283,8 +352,9 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
         student_logits, student_features = features_of(student, x)
         return loss_fn(student_logits, teacher_logits, y, student_features, teacher_features)
 
-    return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
-                       valid_loader, device, desc)
+    with frozen(teacher):
+        return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
+                           valid_loader, device, desc, on_epoch)
 
 # %% ../nbs/03_train.ipynb #6ffbb418
 def trained_student(arch: str, source, test_loader, epochs: int, *, teacher: nn.Module | None = None,
@@ -301,6 +371,37 @@ def trained_student(arch: str, source, test_loader, epochs: int, *, teacher: nn.
         else:
             distill(student, teacher, source, loss_fn, epochs, lr=lr, desc=desc, **kwargs)
     return evaluate(student, test_loader)["accuracy"], t.seconds
+
+# %% ../nbs/03_train.ipynb #db2c1d70
+def _samples(source) -> int | None:
+    if isinstance(source, TransferSet):
+        return len(source.inputs)
+    if isinstance(source, Synthesizer):
+        return source.batch_size * source.batches_per_epoch
+    return len(source.dataset) if hasattr(source, "dataset") else None
+
+
+def method_row(arch: str, teacher: nn.Module, source, test_loader, epochs: int, *, loss_fn: Callable,
+               lr: float = 1e-3, seed: int = 0, desc: str = "method", **kwargs) -> dict:
+    "`source` synthesized from `teacher` (timed), then a fresh `arch` seeded by `seed` distilled on it: one table row."
+    if isinstance(source, Synthesizer) and not source.synthesized:
+        source.synthesize(teacher)
+    synthesis = source.synthesis_seconds if isinstance(source, Synthesizer) else 0.0
+    accuracy, seconds = trained_student(arch, source, test_loader, epochs, teacher=teacher, loss_fn=loss_fn, lr=lr,
+                                        seed=seed, desc=desc, **kwargs)
+    return {"accuracy": accuracy, "seconds": synthesis + seconds, "synthesis_seconds": synthesis,
+            "distill_seconds": seconds, "samples": _samples(source)}
+
+
+def reference_rows(arch: str, teacher: nn.Module, train, test_loader, *, student_epochs: int, kd_epochs: int,
+                   loss_fn: Callable, batch_size: int = 64, lr: float = 1e-3, kd_lr: float | None = None,
+                   seed: int = 0) -> dict[str, dict]:
+    "'student alone' (fitted on `train`'s labels) and 'KD with data' (distilled on it) from one init and batch order."
+    alone, seconds = trained_student(arch, get_loader(train, batch_size, seed=seed), test_loader, student_epochs, lr=lr,
+                                     seed=seed, desc="student alone")
+    kd = method_row(arch, teacher, get_loader(train, batch_size, seed=seed), test_loader, kd_epochs, loss_fn=loss_fn,
+                    lr=kd_lr or lr, seed=seed, desc="KD with data")
+    return {"student alone": {"accuracy": alone, "seconds": seconds, "samples": len(train)}, "KD with data": kd}
 
 # %% ../nbs/03_train.ipynb #cb7a3b27
 CACHE_FORMAT = 1

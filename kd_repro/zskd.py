@@ -14,11 +14,11 @@ from torch import nn
 
 from .core import cache_dir, check_matrix, setting, timer
 from .data import NORMALIZATION, to_inputs
-from .train import frozen, key_hash, teacher_fingerprint
+from .train import SynthesizedSet, frozen, key_hash, optimise_inputs, teacher_fingerprint
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECIPE', 'ZSKDSettings', 'class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions',
-           'save_impressions', 'load_impressions', 'cached_impressions']
+           'save_impressions', 'load_impressions', 'cached_impressions', 'ImpressionSynthesizer']
 
 # %% ../nbs/12_zskd.ipynb #1dc24efe
 @dataclasses.dataclass(frozen=True)
@@ -95,15 +95,11 @@ def _minmax(x):
 def _fit_to_targets(teacher, x, targets, opt, steps, T, mean, std):
     "`steps` steps of `opt` on the first len(targets) images of `x` towards the teacher's softmax `targets` at T."
     n = len(targets)
-    for _ in range(steps):
-        log_p = F.log_softmax(teacher(to_inputs(x[:n], mean, std)) / T, 1)
-        loss = -(targets * log_p).sum(1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            x.copy_(_minmax(x))
-    return x[:n].detach().clone()
+
+    def cross_entropy(x):
+        return -(targets * F.log_softmax(teacher(to_inputs(x[:n], mean, std)) / T, 1)).sum(1).mean()
+
+    return optimise_inputs(teacher, cross_entropy, x, steps, project=_minmax, optimizer=opt)[:n].clone()
 
 
 def _class_runs(classes: torch.Tensor, batch_size: int) -> list[slice]:
@@ -184,3 +180,20 @@ def cached_impressions(teacher: nn.Module, dataset: str, settings: ZSKDSettings,
                                         seed=seed, warm_start=warm_start, classes=classes)
     save_impressions(path, images, targets, classes, betas, teacher, t.seconds)
     return {"images": images, "targets": targets, "classes": classes, "betas": betas}, False, t.seconds
+
+
+class ImpressionSynthesizer(SynthesizedSet):
+    "Data Impressions of `targets` made with `settings` on `synthesize(teacher)` (read from the cache when made before), served normalised."
+    def __init__(self, targets, classes, betas, settings: ZSKDSettings, dataset: str, *, seed: int = 0,
+                 warm_start: bool = False, shape=(1, 32, 32), batch_size: int = 64, augment=None):
+        super().__init__(batch_size, seed, augment)
+        self.targets, self.classes, self.betas, self.settings, self.dataset = targets, classes, betas, settings, dataset
+        self.seed, self.warm_start, self.shape = seed, warm_start, shape
+
+    def make(self, teacher):
+        extra = {"warm_start": True} if self.warm_start else None
+        self.record, self.loaded, seconds = cached_impressions(teacher, self.dataset, self.settings, self.seed,
+                                                               self.targets, self.classes, self.betas,
+                                                               warm_start=self.warm_start, extra=extra, shape=self.shape)
+        self.set_inputs(to_inputs(self.record["images"], *NORMALIZATION[self.dataset]))
+        return seconds
