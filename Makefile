@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= quick
 ONLY ?=
+JOBS ?= 1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kd_repro-installed
 
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.kd_repro-installed
 
 help:
 	@echo "make data     check the profile's data sets, installing what a package registry serves (PROFILE=quick)"
-	@echo "make report   run every notebook (PROFILE=quick|smoke|paper, ONLY=hinton,dafl) into reports/<profile>/"
+	@echo "make report   run every notebook (PROFILE=quick|smoke|paper, ONLY=hinton,dafl, JOBS=2) into reports/<profile>/"
 	@echo "make test     unit tests, every notebook in the smoke profile, export sync"
 	@echo "make export   nbdev_export + nbdev_clean (run before every commit)"
 	@echo "make clean    remove the smoke reports and python caches"
@@ -28,7 +29,7 @@ data: $(STAMP)
 	$(BIN)/kd_repro data --profile $(PROFILE)
 
 report: data
-	$(BIN)/kd_repro reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+	$(BIN)/kd_repro reproduce --profile $(PROFILE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY))
 
 test: $(STAMP)
 	$(BIN)/kd_repro data --profile smoke

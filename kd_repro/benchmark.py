@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 
-from .core import cache_dir, setting, timer
-from .train import key_hash, teacher_fingerprint
+from .core import setting
 
 # %% auto #0
-__all__ = ['SETTINGS', 'BenchmarkSettings', 'class_balanced', 'cached_inputs', 'retention']
+__all__ = ['SETTINGS', 'CACHE', 'BenchmarkSettings', 'class_balanced', 'retention']
 
 # %% ../nbs/20_datafree_benchmark.ipynb #01427a43
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +33,9 @@ class BenchmarkSettings:
 SETTINGS = BenchmarkSettings()
 
 # %% ../nbs/20_datafree_benchmark.ipynb #c36cacbb
+CACHE = "benchmark"  # the folder of kd_repro's cache that holds the benchmark's synthetic sets
+
+
 def class_balanced(classes: torch.Tensor, n: int) -> torch.Tensor:
     "Indices of `n` entries of `classes` (N,), the same number from each class, in their original order."
     present = classes.unique()
@@ -45,22 +46,6 @@ def class_balanced(classes: torch.Tensor, n: int) -> torch.Tensor:
     if len(keep) < n:
         raise ValueError(f"some class has fewer than {n // len(present)} samples")
     return keep.sort().values
-
-
-def cached_inputs(kind: str, teacher, recipe: dict, make) -> tuple[dict, float, bool]:
-    "`make()` → dict of tensors, run once per (teacher, recipe) and cached with its seconds: (record, seconds, cached)."
-    path = cache_dir() / "benchmark" / f"{kind}-{teacher_fingerprint(teacher)}-{key_hash(recipe)}.pt"
-    if path.exists():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            return saved["record"], saved["seconds"], True
-        except Exception as error:  # a broken file is remade, never trusted
-            print(f"ignoring unreadable {path} ({type(error).__name__}); synthesising again")
-    with timer() as t:
-        record = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"record": record, "seconds": t.seconds, "recipe": recipe}, path)
-    return record, t.seconds, False
 
 
 def retention(student_accuracy: float, teacher_accuracy: float) -> float:

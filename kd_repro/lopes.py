@@ -455,10 +455,11 @@ def method_inputs(teacher: nn.Module, name: str, fn, classes: torch.Tensor, shap
 
 
 class ReconstructionSynthesizer(SynthesizedSet):
-    "Method `name` (objective `fn`, None for noise) reconstructed on `synthesize(teacher)`, then served as a transfer set."
+    "Method `name` (objective `fn`, None for noise) reconstructed on `synthesize(teacher)` (once per `cache` recipe), then served."
     def __init__(self, name: str, fn, classes: torch.Tensor, shape, mean, std, *, T: float = 8.0, at: str = AUTHORS_AT,
-                 steps: int = 200, lr: float = 0.05, generator=None, batch_size: int = 64, seed: int = 0):
-        super().__init__(batch_size, seed)
+                 steps: int = 200, lr: float = 0.05, generator=None, batch_size: int = 64, seed: int = 0,
+                 cache: dict | None = None):
+        super().__init__(batch_size, seed, cache=cache)
         self.recipe = dict(name=name, fn=fn, classes=classes, shape=shape, mean=mean, std=std, T=T, at=at, steps=steps,
                            lr=lr, generator=generator)
 

@@ -11,7 +11,9 @@ import json
 import os
 import re
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from .core import PROFILES, SETTINGS_MODULES, get_profile, load_results, project
 
 # %% auto #0
 __all__ = ['NOTEBOOK_PATTERN', 'README_START', 'README_END', 'short_name', 'list_notebooks', 'NotebookRun', 'run_notebook',
-           'results_table', 'results_markdown', 'data_sources', 'refresh_readme', 'readme_body', 'reproduce',
+           'results_table', 'results_markdown', 'data_sources', 'refresh_readme', 'readme_body', 'stages', 'reproduce',
            'settings_text', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #b5dd677c
@@ -58,6 +60,7 @@ class NotebookRun:
     output: str
     error: str | None = None
     cell: int | None = None
+    threads: int | None = None  # the kernel's torch threads when `--jobs` limited them (None: torch's default)
 
 
 def _failure(error) -> tuple[str, int | None]:
@@ -85,6 +88,7 @@ def run_notebook(path, profile: str, out_dir, seed: int = 0) -> NotebookRun:
     path, out_dir = Path(path), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / path.name
+    threads = int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS", "").isdigit() else None
     start = time.perf_counter()
     try:
         with _environ(KD_REPRO_REPORT="1"):
@@ -93,8 +97,8 @@ def run_notebook(path, profile: str, out_dir, seed: int = 0) -> NotebookRun:
                                        progress_bar=False, log_output=False)
     except Exception as e:  # papermill raises for failing cells and for kernels that die
         message, cell = _failure(e)
-        return NotebookRun(path.stem, False, time.perf_counter() - start, str(output), message, cell)
-    return NotebookRun(path.stem, True, time.perf_counter() - start, str(output))
+        return NotebookRun(path.stem, False, time.perf_counter() - start, str(output), message, cell, threads)
+    return NotebookRun(path.stem, True, time.perf_counter() - start, str(output), threads=threads)
 
 # %% ../nbs/90_reproduce.ipynb #acf40c71
 def _fmt(x, digits=2):
@@ -206,22 +210,54 @@ def _absolute_env_paths():
             os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
 
 
+def stages(notebooks: list[Path]) -> list[tuple[list[Path], bool]]:
+    "The notebooks in order as (group, may run in parallel): the paper notebooks (10–19) may, everything else runs alone."
+    groups = []
+    for nb in notebooks:
+        parallel = nb.name[0] == "1"
+        if groups and groups[-1][1] == parallel and parallel:
+            groups[-1][0].append(nb)
+        else:
+            groups.append(([nb], parallel))
+    return groups
+
+
+def _run_group(group, parallel, jobs, run):
+    "Run `run(notebook)` over `group`: in `jobs` kernels of cores // jobs threads each when `parallel`, else one by one."
+    if not parallel or jobs == 1 or len(group) == 1:
+        for nb in group:
+            run(nb)
+        return
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    with _environ(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads), ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(run, group))
+
+
 def reproduce(profile: str = "quick", only=None, out="reports", seed: int = 0, nbs_dir=None,
-              readme=None, log=print) -> int:
-    "Run the notebooks, write `<out>/<profile>/RESULTS.md`; 0 if every notebook succeeded, else 1."
+              readme=None, log=print, jobs: int = 1) -> int:
+    "Run the notebooks (the paper notebooks `jobs` at a time), write `<out>/<profile>/RESULTS.md`; 0 if all succeeded, else 1."
     get_profile(profile)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be ≥ 1, got {jobs}")
     notebooks = list_notebooks(nbs_dir, only)
     _absolute_env_paths()
     out_dir = Path(out) / profile
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for i, nb in enumerate(notebooks, 1):
+    runs, lock = [], threading.Lock()
+
+    def run(nb):
+        i = notebooks.index(nb) + 1
         log(f"[{i}/{len(notebooks)}] {nb.stem} ({profile}) ...", flush=True)
-        run = run_notebook(nb, profile, out_dir, seed)
-        runs.append(run)
-        _record_runs(out_dir, [run])
-        status = "ok" if run.ok else f"FAILED in cell {run.cell}: {run.error}"
-        log(f"[{i}/{len(notebooks)}] {nb.stem} {status} ({run.seconds:.1f} s)", flush=True)
+        result = run_notebook(nb, profile, out_dir, seed)
+        with lock:
+            runs.append(result)
+            _record_runs(out_dir, [result])
+        status = "ok" if result.ok else f"FAILED in cell {result.cell}: {result.error}"
+        log(f"[{i}/{len(notebooks)}] {nb.stem} {status} ({result.seconds:.1f} s)", flush=True)
+
+    with _environ(KD_REPRO_REPORT="1"):  # set once: kernels started from several threads all inherit it
+        for group, parallel in stages(notebooks):
+            _run_group(group, parallel, jobs, run)
     (out_dir / "RESULTS.md").write_text(results_markdown(out_dir, profile), encoding="utf-8")
     log(f"wrote {out_dir / 'RESULTS.md'}")
     if readme is not None and refresh_readme(readme, readme_body(out_dir, profile)):
@@ -241,6 +277,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default=None, help="report root (default: reports/ in the checkout)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--nbs", default=None, help="notebook folder (default: nbs/ in the checkout)")
+    rep.add_argument("--jobs", type=int, default=1,
+                     help="paper notebooks run this many at a time, each kernel with cores/jobs threads (default 1)")
     profiles = commands.add_parser("profiles", help="the profiles, and each notebook's settings: paper value beside each profile's")
     profiles.add_argument("notebooks", nargs="*", help=f"which notebooks' settings (default all: {', '.join(SETTINGS_MODULES)})")
     data = commands.add_parser("data", help="check (and install where possible) the data a profile needs")
@@ -310,7 +348,7 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else project_root() / "reports"
     readme = project_root() / "README.md" if default_out and args.profile == "quick" else None
     try:
-        return reproduce(args.profile, args.only, out, args.seed, args.nbs, readme)
+        return reproduce(args.profile, args.only, out, args.seed, args.nbs, readme, jobs=args.jobs)
     except (ValueError, FileNotFoundError) as e:
         print(f"kd_repro reproduce: error: {e}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import io
@@ -30,7 +31,8 @@ from .models import build_model, features_of
 __all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
            'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs',
            'teacher_fingerprint', 'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key',
-           'key_hash', 'load_checkpoint', 'save_checkpoint', 'train_teacher', 'with_overrides', 'lenet5_teacher']
+           'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint', 'cached_inputs', 'train_teacher',
+           'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):
@@ -237,15 +239,23 @@ class TransferSet(Synthesizer):
 
 
 class SynthesizedSet(TransferSet):
-    "A transfer set of the inputs `make_inputs(teacher) -> (N, ...)` builds on `synthesize`; subclasses define it."
-    def __init__(self, batch_size: int = 128, seed: int = 0, augment: Callable | None = None):
+    "A transfer set of the inputs `make_inputs(teacher) -> (N, ...)` builds on `synthesize` (once per `cache` recipe when given)."
+    loaded = False
+
+    def __init__(self, batch_size: int = 128, seed: int = 0, augment: Callable | None = None, cache: dict | None = None):
         super().__init__(None, batch_size, seed, augment)
+        self.cache = cache
 
     def make_inputs(self, teacher: nn.Module) -> torch.Tensor:
         raise NotImplementedError
 
     def make(self, teacher):
-        self.set_inputs(self.make_inputs(teacher))
+        if self.cache is None:
+            return self.set_inputs(self.make_inputs(teacher))
+        record, seconds, self.loaded = cached_inputs(type(self).__name__, teacher, self.cache,
+                                                     lambda: {"inputs": self.make_inputs(teacher)})
+        self.set_inputs(record["inputs"])
+        return seconds
 
     def __iter__(self):
         if not self.synthesized:
@@ -433,6 +443,18 @@ def load_checkpoint(path: Path, key: dict, model: nn.Module) -> dict | None:
         return None
 
 
+@contextmanager
+def cache_lock(path: Path):
+    "An exclusive lock on `path` for the block (a `.lock` file beside it): processes sharing a cache make each artefact once."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
     "Write atomically: a crash mid-write leaves no half checkpoint."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -441,7 +463,29 @@ def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
     torch.save({"key": plain(key), "state_dict": model.state_dict(), "info": plain(info)}, tmp)
     tmp.replace(path)
 
-# %% ../nbs/03_train.ipynb #f1c16f4e
+
+def cached_inputs(kind: str, teacher: nn.Module, recipe: dict, make: Callable, folder: str = "synthetic"
+                 ) -> tuple[dict, float, bool]:
+    "`make()` → a dict of tensors, run once per (teacher, recipe) and cached with its seconds: (record, seconds, cached)."
+    path = cache_dir() / folder / f"{kind}-{teacher_fingerprint(teacher)}-{key_hash(recipe)}.pt"
+    with cache_lock(path):
+        if path.exists():
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                return saved["record"], saved["seconds"], True
+            except Exception as error:  # a broken file is remade, never trusted
+                warnings.warn(f"ignoring unreadable {path} ({type(error).__name__}); making it again")
+        with timer() as t:
+            record = make()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"record": record, "seconds": t.seconds, "recipe": json.loads(json.dumps(recipe, default=str))}, tmp)
+        tmp.replace(path)  # atomic: a reader never sees half a file
+    return record, t.seconds, False
+
+
+
+
+# %% ../nbs/03_train.ipynb #19de0ee9
 def train_teacher(arch: str,  # a `kd_repro.models` name, e.g. "lenet5"
                   dataset: str = "mnist",  # a `kd_repro.data` name
                   *,
@@ -474,20 +518,21 @@ def train_teacher(arch: str,  # a `kd_repro.models` name, e.g. "lenet5"
                  **({"sample_seed": sample_seed} if sample_seed != seed else {})}
         key = teacher_key(arch, model_kwargs, train_prov, hyper, seed)
         path = cache_dir() / "teachers" / f"{arch}-{dataset}-{key_hash(key)}.pt"
-        info = None if force else load_checkpoint(path, key, model)
-        if info is not None:
-            return model.eval(), {**info, "cached": True, "load_seconds": t.seconds, "path": str(path)}
-        seed_everything(seed)
-        model = build_model(arch, **model_kwargs)
-        history = fit(model, get_loader(train, batch_size, seed=seed), epochs, lr=lr, optimizer=optimizer,
-                      weight_decay=weight_decay, schedule=schedule, desc=f"teacher {arch}/{dataset}")
-        test, test_prov = get_dataset(dataset, "test", profile=profile, size=size, resize=resize, limit=test_limit,
-                                      seed=seed)
-        result = evaluate(model, get_loader(test, 512, train=False))
-        info = {"arch": arch, "dataset": dataset, "test_accuracy": result["accuracy"], "test_loss": result["loss"],
-                "train_seconds": t.seconds, "history": history, "hyperparameters": hyper, "seed": seed,
-                "data": {"train": train_prov, "test": test_prov}}
-        save_checkpoint(path, key, model, info)
+        with cache_lock(path):  # another process training this teacher: wait for it, then load
+            info = None if force else load_checkpoint(path, key, model)
+            if info is not None:
+                return model.eval(), {**info, "cached": True, "load_seconds": t.seconds, "path": str(path)}
+            seed_everything(seed)
+            model = build_model(arch, **model_kwargs)
+            history = fit(model, get_loader(train, batch_size, seed=seed), epochs, lr=lr, optimizer=optimizer,
+                          weight_decay=weight_decay, schedule=schedule, desc=f"teacher {arch}/{dataset}")
+            test, test_prov = get_dataset(dataset, "test", profile=profile, size=size, resize=resize, limit=test_limit,
+                                          seed=seed)
+            result = evaluate(model, get_loader(test, 512, train=False))
+            info = {"arch": arch, "dataset": dataset, "test_accuracy": result["accuracy"], "test_loss": result["loss"],
+                    "train_seconds": t.seconds, "history": history, "hyperparameters": hyper, "seed": seed,
+                    "data": {"train": train_prov, "test": test_prov}}
+            save_checkpoint(path, key, model, info)
     return model.eval(), {**info, "cached": False, "path": str(path)}
 
 # %% ../nbs/03_train.ipynb #dd6f3e49

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from kd_repro.benchmark import cached_inputs, class_balanced, retention
+from kd_repro.benchmark import CACHE, class_balanced, retention
 from kd_repro.lopes import NOISE_METHOD, metadata_records, method_inputs, reconstruction_objectives
 from kd_repro.models import MLP, build_model
+from kd_repro.train import cached_inputs
 from kd_repro.zskd import SETTINGS as ZSKD, cached_impressions, sample_targets
 
 
@@ -28,15 +29,16 @@ def test_cached_inputs_runs_once_per_teacher_and_recipe_and_remakes_a_broken_fil
         return {"inputs": torch.full((2, 1), float(len(calls)))}
 
     teacher, other = build_model("lenet5"), build_model("lenet5_half")
-    first, seconds, cached = cached_inputs("x", teacher, {"steps": 1}, make)
-    again, _, cached_again = cached_inputs("x", teacher, {"steps": 1}, make)
+    first, seconds, cached = cached_inputs("x", teacher, {"steps": 1}, make, CACHE)
+    again, _, cached_again = cached_inputs("x", teacher, {"steps": 1}, make, CACHE)
     assert (cached, cached_again, len(calls)) == (False, True, 1) and seconds >= 0
     assert torch.equal(first["inputs"], again["inputs"])
-    cached_inputs("x", other, {"steps": 1}, make)
+    cached_inputs("x", other, {"steps": 1}, make, CACHE)
     assert len(calls) == 2  # another teacher
-    for f in (tmp_path / "benchmark").iterdir():
+    for f in (tmp_path / CACHE).iterdir():
         f.write_bytes(b"not a torch file")
-    cached_inputs("x", teacher, {"steps": 1}, make)
+    with pytest.warns(UserWarning, match="unreadable"):
+        cached_inputs("x", teacher, {"steps": 1}, make, CACHE)
     assert len(calls) == 3
     assert retention(45.0, 90.0) == 50.0
 
