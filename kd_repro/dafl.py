@@ -16,7 +16,7 @@ from torch import nn
 from .core import check_matrix, setting
 from .hinton import kd_loss
 from .models import with_features
-from .train import Synthesizer, distill, frozen, step_decay, teacher_fingerprint
+from .train import Synthesizer, TaughtBatch, distill, frozen, step_decay, teacher_fingerprint
 
 # %% auto #0
 __all__ = ['SETTINGS', 'LOSS_MODES', 'DAFL_WEIGHTS', 'DAFLSettings', 'one_hot_loss', 'activation_loss',
@@ -147,8 +147,8 @@ class DAFLSynthesizer(Synthesizer):
         self.device = next(teacher.parameters()).device
         self.generator.to(self.device)
 
-    def step(self) -> torch.Tensor:
-        "One generator step against the teacher; the batch it generated, detached."
+    def step(self) -> TaughtBatch:
+        "One generator step against the teacher; the batch it generated and the teacher's logits, detached."
         z = torch.randn(self.batch_size, self.generator.latent_dim, generator=self.latent).to(self.device)
         images = self.generator(z)
         with frozen(self.teacher):
@@ -160,7 +160,7 @@ class DAFLSynthesizer(Synthesizer):
                 loss.backward()
         self.optimizer.step()
         self.history.append({k: v.item() for k, v in parts.items()})
-        return images.detach()
+        return TaughtBatch(images.detach(), logits.detach())  # the student's half needs no second teacher pass
 
     def __iter__(self):
         if not self.synthesized:

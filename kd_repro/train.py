@@ -16,7 +16,7 @@ import sys
 import warnings
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,10 +29,10 @@ from .models import build_model, features_of
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
-           'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs',
-           'teacher_fingerprint', 'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key',
-           'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint', 'cached_inputs', 'train_teacher',
-           'with_overrides', 'lenet5_teacher']
+           'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'NoiseSynthesizer', 'frozen',
+           'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student', 'method_row', 'reference_rows',
+           'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint', 'cached_inputs',
+           'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):
@@ -263,6 +263,12 @@ class SynthesizedSet(TransferSet):
         return super().__iter__()
 
 
+class TaughtBatch(NamedTuple):
+    "A batch whose source already ran the teacher on it (DAFL's generator step does): `distill` uses these logits."
+    inputs: torch.Tensor
+    teacher_logits: torch.Tensor
+
+
 class NoiseSynthesizer(Synthesizer):
     "Fresh Gaussian noise N(mean, std) of `shape` per batch."
     def __init__(self, shape, batch_size=128, batches_per_epoch=40, mean=0.0, std=1.0, seed=0):
@@ -351,11 +357,12 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
     sched = make_schedule(opt, schedule, epochs * (per_epoch or 1))
 
     def step_loss(batch):
-        x, y = _inputs_and_labels(batch)
+        taught = isinstance(batch, TaughtBatch)
+        x, y = (batch.inputs, None) if taught else _inputs_and_labels(batch)
         x, y = x.to(device), None if y is None else y.to(device)
         if not features:
             with torch.no_grad():
-                teacher_logits = teacher(x)
+                teacher_logits = batch.teacher_logits.to(device) if taught else teacher(x)
             return loss_fn(student(x), teacher_logits, y)
         with torch.no_grad():
             teacher_logits, teacher_features = features_of(teacher, x)
