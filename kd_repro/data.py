@@ -246,6 +246,14 @@ class ImageDataset(Dataset):
             image = self.augment(image)
         return self.normalize(image), self.labels[i]
 
+    def __getitems__(self, indices: list[int]) -> list[tuple]:
+        "The items at `indices` (a DataLoader asks for a batch at once): one normalisation for the whole batch."
+        index = torch.as_tensor(indices, dtype=torch.long)
+        images = self.images[index]
+        if self.augment is not None:
+            images = torch.stack([self.augment(image) for image in images])
+        return list(zip(self.normalize(images), self.labels[index]))
+
     def normalized(self) -> torch.Tensor:
         "All images, normalised, without augmentation: (N, C, H, W)."
         return self.normalize(self.images)

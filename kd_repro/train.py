@@ -29,10 +29,10 @@ from .models import build_model, features_of
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
-           'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'NoiseSynthesizer', 'frozen',
-           'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student', 'method_row', 'reference_rows',
-           'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint', 'cached_inputs',
-           'train_teacher', 'with_overrides', 'lenet5_teacher']
+           'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer',
+           'frozen', 'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student', 'method_row',
+           'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint',
+           'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):
@@ -231,10 +231,13 @@ class TransferSet(Synthesizer):
             raise ValueError(f"a transfer set needs inputs of shape (N, ...) with N ≥ 1, got {tuple(inputs.shape)}")
         self.inputs, self.batches_per_epoch = inputs, -(-len(inputs) // self.batch_size)
 
+    def order(self) -> tuple[torch.Tensor, ...]:
+        "The indices of this epoch's batches: one shuffle per epoch from the set's own generator."
+        return torch.randperm(len(self.inputs), generator=self.generator).split(self.batch_size)
+
     def __iter__(self):
-        order = torch.randperm(len(self.inputs), generator=self.generator)
-        for i in range(0, len(order), self.batch_size):
-            batch = self.inputs[order[i:i + self.batch_size]]
+        for index in self.order():
+            batch = self.inputs[index]
             yield batch if self.augment is None else self.augment(batch, self.generator)
 
 
@@ -267,6 +270,23 @@ class TaughtBatch(NamedTuple):
     "A batch whose source already ran the teacher on it (DAFL's generator step does): `distill` uses these logits."
     inputs: torch.Tensor
     teacher_logits: torch.Tensor
+
+
+class TaughtSet:
+    "An unaugmented `TransferSet` whose fixed teacher labels every input once: each epoch the set's own shuffled batches, as `TaughtBatch`es."
+    def __init__(self, source: TransferSet, teacher: nn.Module, device=None, chunk: int = 1024):
+        if source.augment is not None:
+            raise ValueError("a TaughtSet needs a transfer set without augmentation (augmented inputs change every epoch)")
+        with torch.no_grad(), frozen(teacher):
+            self.logits = torch.cat([teacher(x.to(device)) for x in source.inputs.split(chunk)])
+        self.source = source
+
+    def __len__(self):
+        return len(self.source)
+
+    def __iter__(self):
+        for index in self.source.order():
+            yield TaughtBatch(self.source.inputs[index], self.logits[index])
 
 
 class NoiseSynthesizer(Synthesizer):
@@ -355,6 +375,9 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
     opt = make_optimizer(trained, optimizer, lr, weight_decay)
     per_epoch = steps_per_epoch or (len(source) if hasattr(source, "__len__") else None)
     sched = make_schedule(opt, schedule, epochs * (per_epoch or 1))
+
+    if not features and isinstance(source, TransferSet) and source.augment is None:
+        source = TaughtSet(source, teacher, device)
 
     def step_loss(batch):
         taught = isinstance(batch, TaughtBatch)
