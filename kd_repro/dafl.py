@@ -32,6 +32,8 @@ class DAFLSettings:
                             "overrides of the shared teacher recipes (the authors: no augmentation, digits resized to 32×32)")
     iterations: dict = setting({"lenet": 24000, "mlp": 24000}, "joint generator-and-student iterations (200 epochs × 120)", budget=True)
     batch_size: int = setting(512, "generated images per iteration", budget=True)
+    seeds: dict = setting({"lenet": [0], "mlp": [0]}, "DAFL runs per network, each with its own generator, student and "
+                          "latent codes; its rows are their mean ± std", budget=True)
     widths: list = setting([128, 64], "the generator's channel widths")
     lr_generator: float = setting(0.2, "the generator's Adam learning rate")
     lr_student: float = setting(2e-3, "the student's Adam learning rate")
@@ -145,7 +147,7 @@ class DAFLSynthesizer(Synthesizer):
             raise ValueError(f"activation_layer {self.activation_layer!r} is not a stage of the teacher; its stages: {names}")
         self.feature = names.index(self.activation_layer) if self.activation_layer is not None else -1
         self.device = next(teacher.parameters()).device
-        self.generator.to(self.device)
+        self.generator.to(self.device, memory_format=torch.channels_last)  # about 2x faster convolutions on a CPU
 
     def step(self) -> TaughtBatch:
         "One generator step against the teacher; the batch it generated and the teacher's logits, detached."

@@ -30,9 +30,9 @@ from .models import build_model, features_of
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
            'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer',
-           'frozen', 'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student', 'method_row',
-           'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint',
-           'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
+           'frozen', 'channels_last', 'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student',
+           'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock',
+           'save_checkpoint', 'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):
@@ -312,6 +312,23 @@ def frozen(model: nn.Module):
             p.requires_grad_(flag)
         model.train(training)
 
+# %% ../nbs/03_train.ipynb #cbecfab3
+@contextmanager
+def channels_last(model: nn.Module | None):
+    "Inside the block the 4-D weights of `model` are stored channels-last (faster convolutions); each is restored afterwards."
+    if model is None:
+        yield model
+        return
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
+    layouts = [t.data for t in tensors]
+    for t in tensors:
+        t.data = t.data.to(memory_format=torch.channels_last)  # restrided even where the layout is ambiguous (one channel)
+    try:
+        yield model
+    finally:
+        for t, data in zip(tensors, layouts):
+            t.data = data
+
 # %% ../nbs/03_train.ipynb #fc79b3a2
 def optimise_inputs(teacher: nn.Module | None,  # frozen during the loop (None: no network to freeze)
                     objective: Callable,  # x -> loss (a scalar, or one per sample: summed)
@@ -322,13 +339,13 @@ def optimise_inputs(teacher: nn.Module | None,  # frozen during the loop (None: 
                     project: Callable | None = None,  # x -> x in the allowed set, applied after every step
                     optimizer: torch.optim.Optimizer | None = None,  # one already stepping on `x0`
                    ) -> torch.Tensor:  # the optimised inputs, detached
-    "Minimise `objective(x)` over the inputs `x` (starting at `x0`) with Adam while `teacher` is frozen."
+    "Minimise `objective(x)` over the inputs `x` (starting at `x0`) with Adam while `teacher` is frozen (and channels-last)."
     if not (x0.is_floating_point() and x0.is_leaf) or steps < 0:
         raise ValueError(f"optimise_inputs needs a floating-point leaf tensor x0 and steps ≥ 0, got "
                          f"{x0.dtype}{' (not a leaf)' if not x0.is_leaf else ''} and steps={steps}")
     x = x0.requires_grad_()
     opt = optimizer or torch.optim.Adam([x], lr=lr)
-    with frozen(teacher) if teacher is not None else nullcontext():
+    with frozen(teacher) if teacher is not None else nullcontext(), channels_last(teacher):
         for _ in range(steps):
             loss = objective(x).sum()
             opt.zero_grad()
