@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import partial
 from pathlib import Path
 
@@ -80,9 +81,10 @@ def information_entropy_loss(teacher_logits: torch.Tensor, mode: str = "code") -
     _check_mode(mode)
     _check_logits(teacher_logits)
     mean_softmax = F.softmax(teacher_logits, 1).mean(0)
+    log_p = torch.log(mean_softmax.clamp_min(torch.finfo(mean_softmax.dtype).tiny))  # p log p → 0 as p → 0, not NaN
     if mode == "code":
-        return (mean_softmax * torch.log10(mean_softmax)).sum()
-    return (mean_softmax * torch.log(mean_softmax)).sum() / len(mean_softmax)
+        return (mean_softmax * log_p).sum() / math.log(10)
+    return (mean_softmax * log_p).sum() / len(mean_softmax)
 
 # %% ../nbs/13_dafl.ipynb #e34d8dd8
 DAFL_WEIGHTS = {"one_hot": 1.0, "activation": 0.1, "entropy": 5.0}
