@@ -1,4 +1,5 @@
 "DAFL's public API as DESIGN.md fixes it, the joint training step and generator files."
+import copy
 import math
 
 import pytest
@@ -83,3 +84,46 @@ def test_activation_loss_reads_the_named_stage():
     assert histories[None][0]["activation"] != histories["fc1"][0]["activation"]
     with pytest.raises(ValueError, match="not a stage of the teacher"):
         train_dafl(teacher, student, generator, 1, batch_size=8, activation_layer="c5")
+
+
+def test_entropy_loss_stays_finite_when_a_class_underflows():
+    logits = torch.tensor([[200.0, 0.0, 0.0], [200.0, 0.0, 0.0]], requires_grad=True)  # p̄ of classes 1, 2 is 0.0
+    loss = information_entropy_loss(logits)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    p = F.softmax(logits.detach(), 1).mean(0)
+    assert torch.isnan((p * torch.log10(p)).sum())  # the authors' formula, for contrast
+
+
+def plain_dafl_losses(teacher, generator, student, iterations, batch_size, seed):
+    "The authors' MNIST iteration written out: one backward of the summed losses, both Adam optimisers step."
+    latent = torch.Generator().manual_seed(seed)
+    opt_g, opt_s = torch.optim.Adam(generator.parameters(), 0.2), torch.optim.Adam(student.parameters(), 2e-3)
+    teacher.eval()
+    history = []
+    for _ in range(iterations):
+        opt_g.zero_grad()
+        opt_s.zero_grad()
+        images = generator(torch.randn(batch_size, generator.latent_dim, generator=latent))
+        logits, features = teacher(images, return_features=True)
+        p = F.softmax(logits, 1).mean(0)
+        parts = {"one_hot": F.cross_entropy(logits, logits.argmax(1)), "activation": -features[2].abs().mean(),
+                 "entropy": (p * torch.log10(p)).sum()}
+        student_loss = F.kl_div(F.log_softmax(student(images.detach()), 1), F.softmax(logits.detach(), 1),
+                                reduction="batchmean")
+        (parts["one_hot"] + 0.1 * parts["activation"] + 5 * parts["entropy"] + student_loss).backward()
+        opt_g.step()
+        opt_s.step()
+        history.append({"student": student_loss.item(), **{k: v.item() for k, v in parts.items()}})
+    return history
+
+
+def test_train_dafl_forms_the_losses_of_the_authors_loop():
+    torch.manual_seed(0)
+    teacher, student, generator = build_model("lenet5"), build_model("lenet5_half"), Generator(widths=(16, 8))
+    plain = plain_dafl_losses(teacher, copy.deepcopy(generator), copy.deepcopy(student), 3, 32, seed=5)
+    ours = train_dafl(teacher, student, generator, 3, batch_size=32, activation_layer="fc1", seed=5)
+    assert generator.blocks[2].weight.is_contiguous(memory_format=torch.channels_last)  # the faster layout on CPU
+    for a, b in zip(ours, plain, strict=True):
+        for name, value in b.items():
+            assert math.isclose(a[name], value, rel_tol=1e-3, abs_tol=1e-4), (name, a[name], value)

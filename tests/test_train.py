@@ -9,8 +9,8 @@ from kd_repro import data
 from kd_repro.core import seed_everything
 from kd_repro.data import get_dataset, get_loader
 from kd_repro.models import build_model
-from kd_repro.train import (NoiseSynthesizer, TransferSet, distill, evaluate, fit, make_schedule, step_decay,
-                            train_teacher, trained_student)
+from kd_repro.train import (NoiseSynthesizer, TransferSet, channels_last, distill, evaluate, fit, make_schedule,
+                            optimise_inputs, step_decay, train_teacher, trained_student)
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,23 @@ def test_teacher_cache_is_keyed_by_the_images_not_their_source(tmp_path, monkeyp
     data._load.cache_clear()
     assert shipped["data"]["train"]["source"] == "shipped with kd_repro"
     assert from_folder["cached"] and from_folder["path"] == shipped["path"]
+
+
+def test_optimise_inputs_runs_the_teacher_channels_last_and_gives_it_back_unchanged():
+    torch.manual_seed(0)
+    teacher = build_model("lenet5").eval()
+    strides = [p.stride() for p in teacher.parameters()]
+    seen = []
+
+    def objective(x):
+        seen.append(teacher.stages.conv2[0].weight.is_contiguous(memory_format=torch.channels_last))
+        return teacher(x).logsumexp(1)
+
+    optimise_inputs(teacher, objective, torch.randn(4, 1, 32, 32), 2, 0.1)
+    assert seen == [True, True]
+    assert [p.stride() for p in teacher.parameters()] == strides  # weight.view works again afterwards
+    assert teacher.stages.conv2[0].weight.view(16, -1).shape == (16, 150)
+    x = torch.randn(3, 1, 32, 32)
+    with channels_last(teacher):
+        inside = teacher(x)
+    assert torch.allclose(inside, teacher(x), atol=1e-5)
