@@ -1,4 +1,5 @@
-"The shared engine (one input optimiser, DAFL through `distill`) computes exactly what the separate loops it replaced did."
+"""The shared engine (one input optimiser, DAFL through `distill`) computes exactly what the separate loops it replaced did,
+written out here in the layout the engine uses (channels-last generator and frozen teachers)."""
 import torch
 import torch.nn.functional as F
 
@@ -7,6 +8,7 @@ from kd_repro.data import to_inputs
 from kd_repro.hinton import combine_specialists, kd_loss
 from kd_repro.lopes import Objective, layer_activations, noise_inputs, reconstruct_inputs, top_layer_objective, record_statistics
 from kd_repro.models import build_model
+from kd_repro.train import channels_last
 from kd_repro.zskd import _minmax, sample_targets, synthesize_impressions
 
 MNIST = ((0.1307,), (0.3081,))
@@ -14,6 +16,7 @@ MNIST = ((0.1307,), (0.3081,))
 
 def bare_dafl(teacher, student, generator, iterations, batch_size, seed=0):
     "The authors' iteration written out: one backward of the sum, both optimisers step (the loop `train_dafl` replaced)."
+    generator.to(memory_format=torch.channels_last)
     opt_g = torch.optim.Adam(generator.parameters(), lr=0.2)
     opt_s = torch.optim.Adam(student.parameters(), lr=2e-3)
     latent = torch.Generator().manual_seed(seed)
@@ -55,24 +58,26 @@ def test_reconstruct_inputs_is_the_adam_loop_on_inputs():
                               generator=torch.Generator().manual_seed(2))
     x = noise_inputs(10, (1, 32, 32), *MNIST, torch.Generator().manual_seed(2)).requires_grad_()
     opt = torch.optim.Adam([x], lr=0.05)
-    for _ in range(5):
-        loss = objective(layer_activations(teacher, x, 8.0)).sum()
-        opt.zero_grad(); loss.backward(); opt.step()
+    with channels_last(teacher):
+        for _ in range(5):
+            loss = objective(layer_activations(teacher, x, 8.0)).sum()
+            opt.zero_grad(); loss.backward(); opt.step()
     assert torch.equal(mine, x.detach())
 
 
 def bare_impressions(teacher, targets, steps, lr, batch_size, seed):
     "ZSKD's loop written out: each batch from uniform noise, Adam on the images, min-max back into [0, 1] each step."
     g, out = torch.Generator().manual_seed(seed), []
-    for chunk in targets.split(batch_size):
-        x = torch.rand(len(chunk), 1, 32, 32, generator=g).requires_grad_()
-        opt = torch.optim.Adam([x], lr=lr)
-        for _ in range(steps):
-            loss = -(chunk * F.log_softmax(teacher(to_inputs(x, *MNIST)) / 20.0, 1)).sum(1).mean()
-            opt.zero_grad(); loss.backward(); opt.step()
-            with torch.no_grad():
-                x.copy_(_minmax(x))
-        out.append(x.detach())
+    with channels_last(teacher):
+        for chunk in targets.split(batch_size):
+            x = torch.rand(len(chunk), 1, 32, 32, generator=g).requires_grad_()
+            opt = torch.optim.Adam([x], lr=lr)
+            for _ in range(steps):
+                loss = -(chunk * F.log_softmax(teacher(to_inputs(x, *MNIST)) / 20.0, 1)).sum(1).mean()
+                opt.zero_grad(); loss.backward(); opt.step()
+                with torch.no_grad():
+                    x.copy_(_minmax(x))
+            out.append(x.detach())
     return torch.cat(out)
 
 
