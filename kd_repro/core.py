@@ -75,7 +75,7 @@ PROFILES: dict[str, dict] = {
         "performance": {"repeats": 3, "epochs": 3, "dafl_batch": 512, "dafl_iterations": 2},
         "hinton": {"teacher_epochs": 40, "student_epochs": 15, "specialist_images": 12000, "specialist_epochs": 3,
                    "combine_steps": 200},
-        "lopes": {"per_class": {"mlp": 200, "lenet": 500}, "steps": 60, "distill_epochs": 15, "student_epochs": 15,
+        "lopes": {"per_class": {"mlp": 200, "lenet": 250}, "steps": 60, "distill_epochs": 15, "student_epochs": 15,
                   "seeds": {"mlp": [0, 1, 2], "lenet": [0]},
                   "teacher": {"mlp": {"augment": None, "epochs": 10, "init": "lopes"}, "lenet": {"augment": None, "epochs": 30}}},
         "zskd": {"per_class": 500, "steps": 50, "lr": 0.1, "synthesis_batch": 256,

@@ -28,9 +28,9 @@ from .data import NUM_CLASSES, get_dataset, get_loader
 from .models import build_model, features_of
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
-           'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer',
-           'frozen', 'channels_last', 'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student',
+__all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay',
+           'step_decay', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'TaughtSet',
+           'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student',
            'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock',
            'save_checkpoint', 'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
@@ -62,6 +62,24 @@ def progress(iterable, desc: str, total: int | None = None):
         return SummaryBar(iterable, file=_terminal() or io.StringIO(), **options)
     return tqdm(iterable, file=sys.stderr, **options)
 
+# %% ../nbs/03_train.ipynb #cbecfab3
+@contextmanager
+def channels_last(model: nn.Module | None):
+    "Inside the block the 4-D weights of `model` are stored channels-last (faster convolutions); afterwards each is back in its own layout, with the values the block left."
+    if model is None:
+        yield model
+        return
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
+    layouts = [t.data for t in tensors]
+    for t in tensors:
+        t.data = t.data.to(memory_format=torch.channels_last)  # restrided even where the layout is ambiguous (one channel)
+    try:
+        yield model
+    finally:
+        for t, data in zip(tensors, layouts):
+            data.copy_(t.data)  # what the block trained, back in the tensor's own storage and layout
+            t.data = data
+
 # %% ../nbs/03_train.ipynb #78c757d3
 def _inputs_and_labels(batch):
     if torch.is_tensor(batch):
@@ -78,15 +96,16 @@ def evaluate(model: nn.Module, loader: Iterable, device=None) -> dict:
     was_training = model.training
     model.eval().to(device)
     correct = loss = count = 0
-    for batch in loader:
-        x, y = _inputs_and_labels(batch)
-        if y is None:
-            raise ValueError("evaluate needs labelled batches (inputs, labels)")
-        logits = model(x.to(device))
-        y = y.to(device)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
+    with channels_last(model):
+        for batch in loader:
+            x, y = _inputs_and_labels(batch)
+            if y is None:
+                raise ValueError("evaluate needs labelled batches (inputs, labels)")
+            logits = model(x.to(device))
+            y = y.to(device)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
     model.train(was_training)
     if count == 0:
         raise ValueError("evaluate got an empty loader")
@@ -184,7 +203,8 @@ def fit(model: nn.Module, loader: Iterable, epochs: int, *, lr: float = 1e-3, op
         x, y = _inputs_and_labels(batch)
         return loss_fn(model(x.to(device)), y.to(device))
 
-    return _run_epochs(model, epochs, lambda: loader, step_loss, opt, sched, valid_loader, device, desc)
+    with channels_last(model):
+        return _run_epochs(model, epochs, lambda: loader, step_loss, opt, sched, valid_loader, device, desc)
 
 # %% ../nbs/03_train.ipynb #20f452c7
 class Synthesizer:
@@ -312,23 +332,6 @@ def frozen(model: nn.Module):
             p.requires_grad_(flag)
         model.train(training)
 
-# %% ../nbs/03_train.ipynb #cbecfab3
-@contextmanager
-def channels_last(model: nn.Module | None):
-    "Inside the block the 4-D weights of `model` are stored channels-last (faster convolutions); each is restored afterwards."
-    if model is None:
-        yield model
-        return
-    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.dim() == 4]
-    layouts = [t.data for t in tensors]
-    for t in tensors:
-        t.data = t.data.to(memory_format=torch.channels_last)  # restrided even where the layout is ambiguous (one channel)
-    try:
-        yield model
-    finally:
-        for t, data in zip(tensors, layouts):
-            t.data = data
-
 # %% ../nbs/03_train.ipynb #fc79b3a2
 def optimise_inputs(teacher: nn.Module | None,  # frozen during the loop (None: no network to freeze)
                     objective: Callable,  # x -> loss (a scalar, or one per sample: summed)
@@ -409,7 +412,7 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
         student_logits, student_features = features_of(student, x)
         return loss_fn(student_logits, teacher_logits, y, student_features, teacher_features)
 
-    with frozen(teacher):
+    with frozen(teacher), channels_last(teacher), channels_last(trained):
         return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
                            valid_loader, device, desc, on_epoch)
 

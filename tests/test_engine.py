@@ -1,5 +1,5 @@
 """The shared engine (one input optimiser, DAFL through `distill`) computes exactly what the separate loops it replaced did,
-written out here in the layout the engine uses (channels-last generator and frozen teachers)."""
+written out here in the layout the engine uses (channels-last generator, students and frozen teachers)."""
 import torch
 import torch.nn.functional as F
 
@@ -22,14 +22,15 @@ def bare_dafl(teacher, student, generator, iterations, batch_size, seed=0):
     latent = torch.Generator().manual_seed(seed)
     teacher.eval().requires_grad_(False)
     student.train()
-    for _ in range(iterations):
-        images = generator(torch.randn(batch_size, generator.latent_dim, generator=latent))
-        logits, features = teacher(images, return_features=True)
-        parts = generator_losses(logits, features[-1])
-        student_loss = kd_loss(student(images.detach()), logits.detach(), 1.0)
-        opt_g.zero_grad(); opt_s.zero_grad()
-        (weighted_loss(parts, DAFL_WEIGHTS) + student_loss).backward()
-        opt_g.step(); opt_s.step()
+    with channels_last(teacher), channels_last(student):
+        for _ in range(iterations):
+            images = generator(torch.randn(batch_size, generator.latent_dim, generator=latent))
+            logits, features = teacher(images, return_features=True)
+            parts = generator_losses(logits, features[-1])
+            student_loss = kd_loss(student(images.detach()), logits.detach(), 1.0)
+            opt_g.zero_grad(); opt_s.zero_grad()
+            (weighted_loss(parts, DAFL_WEIGHTS) + student_loss).backward()
+            opt_g.step(); opt_s.step()
 
 
 def models(seed):
