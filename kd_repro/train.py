@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
@@ -28,11 +29,66 @@ from .data import NUM_CLASSES, get_dataset, get_loader
 from .models import build_model, features_of
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay',
-           'step_decay', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'TaughtSet',
-           'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student',
-           'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock',
-           'save_checkpoint', 'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
+__all__ = ['CACHE_FORMAT', 'world', 'rank_share', 'data_parallel', 'over_ranks', 'everyone', 'my_indices', 'gather_shares',
+           'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay',
+           'step_decay', 'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch',
+           'TaughtSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint', 'distill',
+           'trained_student', 'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint',
+           'cache_lock', 'save_checkpoint', 'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
+
+# %% ../nbs/03_train.ipynb #8f27bc37
+def world() -> tuple[int, int]:
+    "(this process's rank, number of processes): `(0, 1)` unless `torch.distributed` is initialised (as under `torchrun`)."
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_share(rows: torch.Tensor | None) -> torch.Tensor | None:
+    "This rank's contiguous share of a batch's rows (all of them in a single process)."
+    rank, size = world()
+    return rows if rows is None or size == 1 else rows.tensor_split(size)[rank]
+
+
+def data_parallel(module: nn.Module) -> nn.Module:
+    "`module` in `DistributedDataParallel` when several processes train it (gradients averaged over ranks), else itself."
+    if world()[1] == 1 or not any(p.requires_grad for p in module.parameters()):
+        return module
+    device = next(module.parameters()).device
+    return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=True)
+
+
+def over_ranks(values: list[float], op: str = "mean") -> list[float]:
+    "`values` summed (`op=\"sum\"`) or averaged over the ranks; unchanged in a single process."
+    size = world()[1]
+    if size == 1:
+        return list(values)
+    backend_device = "cuda" if "nccl" in dist.get_backend() else "cpu"
+    t = torch.tensor(values, dtype=torch.float64, device=backend_device)
+    dist.all_reduce(t)
+    return (t / size if op == "mean" else t).tolist()
+
+
+def everyone(flag: bool) -> bool:
+    "True when `flag` is true on every rank (so that all ranks take the same branch)."
+    return over_ranks([float(flag)], "sum")[0] == world()[1]
+
+
+def my_indices(n: int) -> range:
+    "The items `0..n-1` this rank makes: every `world`-th, from its rank."
+    rank, size = world()
+    return range(rank, n, size)
+
+
+def gather_shares(mine: dict, n: int) -> list:
+    "Items `0..n-1` in order on every rank, from each rank's `{index: item}` for `my_indices(n)`."
+    if world()[1] == 1:
+        return [mine[i] for i in range(n)]
+    shares = [None] * world()[1]
+    dist.all_gather_object(shares, {i: t.cpu() if torch.is_tensor(t) else t for i, t in mine.items()})
+    merged = {i: t for share in shares for i, t in share.items()}
+    return [merged[i] for i in range(n)]
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):
@@ -55,9 +111,9 @@ def _terminal():
 
 
 def progress(iterable, desc: str, total: int | None = None):
-    "A tqdm bar; in a report run (`KD_REPRO_REPORT=1`) it goes to the terminal and stdout gets one summary line."
+    "A tqdm bar (rank 0's only); in a report run (`KD_REPRO_REPORT=1`) it goes to the terminal and stdout gets one summary line."
     options = dict(desc=desc, total=total, mininterval=5, ascii=True, leave=True,
-                   disable=os.environ.get("KD_REPRO_PROGRESS") == "0")
+                   disable=os.environ.get("KD_REPRO_PROGRESS") == "0" or world()[0] != 0)
     if os.environ.get("KD_REPRO_REPORT") == "1":
         return SummaryBar(iterable, file=_terminal() or io.StringIO(), **options)
     return tqdm(iterable, file=sys.stderr, **options)
@@ -91,7 +147,7 @@ def _inputs_and_labels(batch):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device=None) -> dict:
-    "Accuracy (%), mean cross-entropy and count of `model` on a labelled `loader`."
+    "Accuracy (%), mean cross-entropy and count of `model` on a labelled `loader` (its batches split over ranks)."
     device = device or get_device()
     was_training = model.training
     model.eval().to(device)
@@ -101,15 +157,17 @@ def evaluate(model: nn.Module, loader: Iterable, device=None) -> dict:
             x, y = _inputs_and_labels(batch)
             if y is None:
                 raise ValueError("evaluate needs labelled batches (inputs, labels)")
+            x, y = rank_share(x), rank_share(y)
             logits = model(x.to(device))
             y = y.to(device)
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
             count += len(y)
     model.train(was_training)
+    correct, loss, count = over_ranks([correct, loss, count], "sum")
     if count == 0:
         raise ValueError("evaluate got an empty loader")
-    return {"accuracy": 100 * correct / count, "loss": loss / count, "count": count}
+    return {"accuracy": 100 * correct / count, "loss": loss / count, "count": int(count)}
 
 # %% ../nbs/03_train.ipynb #1e9e3f3b
 def make_optimizer(model: nn.Module, optimizer="adam", lr: float = 1e-3, weight_decay: float = 0.0):
@@ -172,12 +230,48 @@ def _train_steps(batches, step_loss, optimizer, scheduler) -> float:
     return total.item() / n
 
 
+class EpochCheckpoint:
+    "The training state, written (rank 0, atomically) after every epoch, so that a killed run resumes where it stopped."
+    def __init__(self, path, module: nn.Module, optimizer, scheduler=None, generators=()):
+        self.path, self.module, self.optimizer, self.scheduler = Path(path), module, optimizer, scheduler
+        self.generators = [g for g in generators if isinstance(g, torch.Generator)]  # the batches' shuffles
+
+    def save(self, history: list[dict]):
+        if world()[0] != 0:
+            return
+        state = {"history": history, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                 "rng": torch.get_rng_state(), "generators": [g.get_state() for g in self.generators]}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.path)
+
+    def load(self) -> list[dict]:
+        "The epochs done so far, every state put back; `[]` when there is no checkpoint yet."
+        if not self.path.exists():
+            return []
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            self.module.load_state_dict(state["module"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+            for g, saved in zip(self.generators, state["generators"], strict=True):
+                g.set_state(saved)
+        except Exception as error:
+            raise ValueError(f"checkpoint {self.path} does not fit this run ({type(error).__name__}: {str(error)[:300]}); "
+                             f"delete it to start afresh, or pass another path") from error
+        return state["history"]
+
+
 def _run_epochs(model, epochs, batches, step_loss, optimizer, scheduler, valid_loader, device, desc,
-                on_epoch=None) -> list[dict]:
-    "`epochs` passes over `batches()` with a progress bar; one record per epoch; the model ends in eval mode."
-    history = []
-    for epoch in (bar := progress(range(epochs), desc)):
-        record = {"epoch": epoch + 1, "loss": _train_steps(batches(), step_loss, optimizer, scheduler)}
+                on_epoch=None, checkpoint: EpochCheckpoint | None = None) -> list[dict]:
+    "`epochs` passes over `batches()` with a progress bar (from `checkpoint`'s last epoch); one record per epoch; ends in eval mode."
+    history = checkpoint.load() if checkpoint is not None else []
+    for epoch in (bar := progress(range(len(history), epochs), desc)):
+        record = {"epoch": epoch + 1, "loss": over_ranks([_train_steps(batches(), step_loss, optimizer, scheduler)])[0]}
         if valid_loader is not None:
             record["valid_accuracy"] = evaluate(model, valid_loader, device)["accuracy"]
             model.train()
@@ -185,6 +279,8 @@ def _run_epochs(model, epochs, batches, step_loss, optimizer, scheduler, valid_l
             on_epoch(record)
             model.train()
         history.append(record)
+        if checkpoint is not None:
+            checkpoint.save(history)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
     model.eval()
     return history
@@ -192,19 +288,25 @@ def _run_epochs(model, epochs, batches, step_loss, optimizer, scheduler, valid_l
 
 def fit(model: nn.Module, loader: Iterable, epochs: int, *, lr: float = 1e-3, optimizer="adam",
         weight_decay: float = 0.0, schedule=None, loss_fn: Callable = F.cross_entropy,
-        valid_loader=None, device=None, desc: str = "fit") -> list[dict]:
-    "Train `model` on labelled batches for `epochs`; returns one record per epoch (loss, validation accuracy)."
+        valid_loader=None, device=None, desc: str = "fit",
+        checkpoint=None,  # a file: the state is saved there after every epoch, and a rerun resumes from it
+       ) -> list[dict]:
+    "Train `model` on labelled batches for `epochs` (data-parallel over ranks); returns one record per epoch (loss, validation accuracy)."
     device = device or get_device()
     model.to(device).train()
     opt = make_optimizer(model, optimizer, lr, weight_decay)
     sched = make_schedule(opt, schedule, epochs * len(loader))
 
-    def step_loss(batch):
-        x, y = _inputs_and_labels(batch)
-        return loss_fn(model(x.to(device)), y.to(device))
-
     with channels_last(model):
-        return _run_epochs(model, epochs, lambda: loader, step_loss, opt, sched, valid_loader, device, desc)
+        net = data_parallel(model)
+
+        def step_loss(batch):
+            x, y = _inputs_and_labels(batch)
+            return loss_fn(net(rank_share(x).to(device)), rank_share(y).to(device))
+
+        saved = checkpoint and EpochCheckpoint(checkpoint, model, opt, sched, [getattr(loader, "generator", None)])
+        return _run_epochs(model, epochs, lambda: loader, step_loss, opt, sched, valid_loader, device, desc,
+                           checkpoint=saved or None)
 
 # %% ../nbs/03_train.ipynb #20f452c7
 class Synthesizer:
@@ -382,8 +484,8 @@ def _batches(source, steps_per_epoch):
 def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, epochs: int = 1, *,
             steps_per_epoch: int | None = None, lr: float = 1e-3, optimizer="adam", weight_decay: float = 0.0,
             schedule=None, features: bool = False, valid_loader=None, on_epoch: Callable | None = None, device=None,
-            desc: str = "distill") -> list[dict]:
-    "Train `student` to match the frozen `teacher` on batches from `source`; one record per epoch."
+            desc: str = "distill", checkpoint=None) -> list[dict]:
+    "Train `student` to match the frozen `teacher` on batches from `source` (data-parallel over ranks; resumable from `checkpoint`, as `fit`); one record per epoch."
     device = device or get_device()
     teacher.to(device)
     student.to(device).train()
@@ -396,25 +498,28 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
     per_epoch = steps_per_epoch or (len(source) if hasattr(source, "__len__") else None)
     sched = make_schedule(opt, schedule, epochs * (per_epoch or 1))
 
+    saved = checkpoint and EpochCheckpoint(checkpoint, trained, opt, sched, [getattr(source, "generator", None)])
     if not features and isinstance(source, TransferSet) and source.augment is None:
         source = TaughtSet(source, teacher, device)
 
     def step_loss(batch):
         taught = isinstance(batch, TaughtBatch)
         x, y = (batch.inputs, None) if taught else _inputs_and_labels(batch)
-        x, y = x.to(device), None if y is None else y.to(device)
+        x, y = rank_share(x).to(device), None if y is None else rank_share(y).to(device)
         if not features:
             with torch.no_grad():
-                teacher_logits = batch.teacher_logits.to(device) if taught else teacher(x)
-            return loss_fn(student(x), teacher_logits, y)
+                teacher_logits = rank_share(batch.teacher_logits).to(device) if taught else teacher(x)
+            return loss(net(x), teacher_logits, y)
         with torch.no_grad():
             teacher_logits, teacher_features = features_of(teacher, x)
-        student_logits, student_features = features_of(student, x)
-        return loss_fn(student_logits, teacher_logits, y, student_features, teacher_features)
+        student_logits, student_features = features_of(net, x)
+        return loss(student_logits, teacher_logits, y, student_features, teacher_features)
 
     with frozen(teacher), channels_last(teacher), channels_last(trained):
+        net = data_parallel(student)
+        loss = data_parallel(loss_fn) if isinstance(loss_fn, nn.Module) else loss_fn
         return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
-                           valid_loader, device, desc, on_epoch)
+                           valid_loader, device, desc, on_epoch, saved or None)
 
 # %% ../nbs/03_train.ipynb #6ffbb418
 def trained_student(arch: str, source, test_loader, epochs: int, *, teacher: nn.Module | None = None,
@@ -497,6 +602,9 @@ def load_checkpoint(path: Path, key: dict, model: nn.Module) -> dict | None:
 def cache_lock(path: Path):
     "An exclusive lock on `path` for the block (a `.lock` file beside it): processes sharing a cache make each artefact once."
     path.parent.mkdir(parents=True, exist_ok=True)
+    if world()[1] > 1:  # ranks of one run make an artefact together (collectives): they must not wait on each other
+        yield
+        return
     with open(path.with_name(path.name + ".lock"), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -506,7 +614,9 @@ def cache_lock(path: Path):
 
 
 def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
-    "Write atomically: a crash mid-write leaves no half checkpoint."
+    "Write atomically (rank 0 only): a crash mid-write leaves no half checkpoint."
+    if world()[0] != 0:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     plain = lambda record: json.loads(json.dumps(record, default=str))  # loadable with weights_only=True
@@ -519,17 +629,20 @@ def cached_inputs(kind: str, teacher: nn.Module, recipe: dict, make: Callable, f
     "`make()` → a dict of tensors, run once per (teacher, recipe) and cached with its seconds: (record, seconds, cached)."
     path = cache_dir() / folder / f"{kind}-{teacher_fingerprint(teacher)}-{key_hash(recipe)}.pt"
     with cache_lock(path):
+        saved = None
         if path.exists():
             try:
                 saved = torch.load(path, map_location="cpu", weights_only=True)
-                return saved["record"], saved["seconds"], True
             except Exception as error:  # a broken file is remade, never trusted
                 warnings.warn(f"ignoring unreadable {path} ({type(error).__name__}); making it again")
+        if everyone(saved is not None):
+            return saved["record"], saved["seconds"], True
         with timer() as t:
             record = make()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"record": record, "seconds": t.seconds, "recipe": json.loads(json.dumps(recipe, default=str))}, tmp)
-        tmp.replace(path)  # atomic: a reader never sees half a file
+        if world()[0] == 0:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({"record": record, "seconds": t.seconds, "recipe": json.loads(json.dumps(recipe, default=str))}, tmp)
+            tmp.replace(path)  # atomic: a reader never sees half a file
     return record, t.seconds, False
 
 
@@ -570,7 +683,7 @@ def train_teacher(arch: str,  # a `kd_repro.models` name, e.g. "lenet5"
         path = cache_dir() / "teachers" / f"{arch}-{dataset}-{key_hash(key)}.pt"
         with cache_lock(path):  # another process training this teacher: wait for it, then load
             info = None if force else load_checkpoint(path, key, model)
-            if info is not None:
+            if everyone(info is not None):
                 return model.eval(), {**info, "cached": True, "load_seconds": t.seconds, "path": str(path)}
             seed_everything(seed)
             model = build_model(arch, **model_kwargs)

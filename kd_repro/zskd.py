@@ -14,7 +14,7 @@ from torch import nn
 
 from .core import cache_dir, check_matrix, setting, timer
 from .data import NORMALIZATION, to_inputs
-from .train import SynthesizedSet, frozen, key_hash, optimise_inputs, teacher_fingerprint
+from .train import SynthesizedSet, frozen, gather_shares, key_hash, my_indices, optimise_inputs, teacher_fingerprint
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECIPE', 'ZSKDSettings', 'class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions',
@@ -120,11 +120,12 @@ def synthesize_impressions(teacher: nn.Module, targets: torch.Tensor, shape, mea
     g = torch.Generator().manual_seed(seed)
     out = []
     with frozen(teacher):
-        if not warm_start:
-            for chunk in targets.split(batch_size):
-                x = torch.rand(len(chunk), *shape, generator=g).requires_grad_()
-                out.append(_fit_to_targets(teacher, x, chunk, torch.optim.Adam([x], lr=lr), steps, T, mean, std))
-            return torch.cat(out)
+        if not warm_start:  # batches are independent: under torchrun each rank makes every `world`-th one
+            chunks = targets.split(batch_size)
+            starts = [torch.rand(len(chunk), *shape, generator=g) for chunk in chunks]  # all drawn: one process's set
+            made = {k: _fit_to_targets(teacher, starts[k].requires_grad_(), chunks[k], torch.optim.Adam([starts[k]], lr=lr),
+                                       steps, T, mean, std) for k in my_indices(len(chunks))}
+            return torch.cat(gather_shares(made, len(chunks)))
         x = torch.rand(batch_size, *shape, generator=g).requires_grad_()
         opt = torch.optim.Adam([x], lr=lr)  # one optimiser, its moments kept across batches and classes
         for rows in _class_runs(classes, batch_size):

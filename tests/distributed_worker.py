@@ -1,0 +1,55 @@
+"""Run by tests/test_distributed.py, alone or under `torchrun --nproc_per_node 2`: a tiny fit, distill, evaluate,
+Data Impressions and cached teacher; rank 0 saves what came out to the file named on the command line."""
+import os
+import signal
+import sys
+
+import torch
+import torch.distributed as dist
+
+from kd_repro.hinton import distillation_loss
+from kd_repro.models import build_model
+from kd_repro.train import TransferSet, distill, evaluate, fit, train_teacher, world
+from kd_repro.zskd import synthesize_impressions
+
+
+def main(out):
+    if "RANK" in os.environ:
+        dist.init_process_group("gloo")
+    torch.manual_seed(0)
+    images, labels = torch.randn(64, 1, 32, 32), torch.arange(64) % 10
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=16, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    teacher = build_model("lenet5")
+    fit_history = fit(teacher, loader, 2, lr=1e-3, desc="fit")
+    student = build_model("lenet5_half")
+    rows = []
+    student.register_forward_pre_hook(lambda module, args: rows.append(len(args[0])))
+    distill_history = distill(student, teacher, TransferSet(torch.randn(48, 1, 32, 32), 16, seed=1),
+                              distillation_loss(4.0), 2, desc="distill")
+    result = evaluate(student, [(images[:30], labels[:30]), (images[30:], labels[30:])])
+    impressions = synthesize_impressions(teacher, torch.softmax(torch.randn(10, 10), 1), (1, 32, 32), (0.5,), (0.5,),
+                                         steps=3, lr=0.05, batch_size=4, seed=2)
+    cached, info = train_teacher("hinton_student", "mnist", epochs=1, profile="smoke", train_limit=64, test_limit=64)
+    if world()[0] == 0:
+        torch.save({"teacher": teacher.state_dict(), "student": student.state_dict(), "fit": fit_history,
+                    "distill": distill_history, "evaluate": result, "impressions": impressions,
+                    "cached_teacher": cached.state_dict(), "cached": info["cached"], "world": world()[1],
+                    "student_rows": sum(rows)}, out)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def killed_and_resumed(out, mode):
+    "Three epochs of distillation with a checkpoint beside `out`; `kill` dies (SIGKILL) at the end of the second."
+    torch.manual_seed(0)
+    teacher, student = build_model("lenet5"), build_model("lenet5_half")
+    source = TransferSet(torch.randn(64, 1, 32, 32), 16, seed=1)
+    die = lambda record: record["epoch"] == 2 and os.kill(os.getpid(), signal.SIGKILL)
+    history = distill(student, teacher, source, distillation_loss(4.0), 3, schedule="onecycle",
+                      checkpoint=None if mode == "whole" else f"{out}.checkpoint", on_epoch=die if mode == "kill" else None)
+    torch.save({"student": student.state_dict(), "history": history}, out)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1]) if len(sys.argv) == 2 else killed_and_resumed(*sys.argv[1:])
