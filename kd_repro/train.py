@@ -30,10 +30,10 @@ from .models import build_model, features_of
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'world', 'rank_share', 'data_parallel', 'over_ranks', 'everyone', 'my_indices', 'gather_shares',
-           'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay',
-           'step_decay', 'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch',
-           'TaughtSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint', 'distill',
-           'trained_student', 'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint',
+           'atomic_save', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule',
+           'StepDecay', 'step_decay', 'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet',
+           'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint',
+           'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint',
            'cache_lock', 'save_checkpoint', 'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #8f27bc37
@@ -89,6 +89,14 @@ def gather_shares(mine: dict, n: int) -> list:
     dist.all_gather_object(shares, {i: t.cpu() if torch.is_tensor(t) else t for i, t in mine.items()})
     merged = {i: t for share in shares for i, t in share.items()}
     return [merged[i] for i in range(n)]
+
+
+def atomic_save(obj, path: Path):
+    "`torch.save` through a temporary file and a rename: a crash mid-write never leaves half a file at `path`."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):
@@ -242,10 +250,7 @@ class EpochCheckpoint:
         state = {"history": history, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                  "rng": torch.get_rng_state(), "generators": [g.get_state() for g in self.generators]}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        tmp.replace(self.path)
+        atomic_save(state, self.path)
 
     def load(self) -> list[dict]:
         "The epochs done so far, every state put back; `[]` when there is no checkpoint yet."
@@ -304,9 +309,9 @@ def fit(model: nn.Module, loader: Iterable, epochs: int, *, lr: float = 1e-3, op
             x, y = _inputs_and_labels(batch)
             return loss_fn(net(rank_share(x).to(device)), rank_share(y).to(device))
 
-        saved = checkpoint and EpochCheckpoint(checkpoint, model, opt, sched, [getattr(loader, "generator", None)])
+        saved = EpochCheckpoint(checkpoint, model, opt, sched, [getattr(loader, "generator", None)]) if checkpoint else None
         return _run_epochs(model, epochs, lambda: loader, step_loss, opt, sched, valid_loader, device, desc,
-                           checkpoint=saved or None)
+                           checkpoint=saved)
 
 # %% ../nbs/03_train.ipynb #20f452c7
 class Synthesizer:
@@ -498,7 +503,7 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
     per_epoch = steps_per_epoch or (len(source) if hasattr(source, "__len__") else None)
     sched = make_schedule(opt, schedule, epochs * (per_epoch or 1))
 
-    saved = checkpoint and EpochCheckpoint(checkpoint, trained, opt, sched, [getattr(source, "generator", None)])
+    saved = EpochCheckpoint(checkpoint, trained, opt, sched, [getattr(source, "generator", None)]) if checkpoint else None
     if not features and isinstance(source, TransferSet) and source.augment is None:
         source = TaughtSet(source, teacher, device)
 
@@ -519,7 +524,7 @@ def distill(student: nn.Module, teacher: nn.Module, source, loss_fn: Callable, e
         net = data_parallel(student)
         loss = data_parallel(loss_fn) if isinstance(loss_fn, nn.Module) else loss_fn
         return _run_epochs(student, epochs, lambda: _batches(source, steps_per_epoch), step_loss, opt, sched,
-                           valid_loader, device, desc, on_epoch, saved or None)
+                           valid_loader, device, desc, on_epoch, saved)
 
 # %% ../nbs/03_train.ipynb #6ffbb418
 def trained_student(arch: str, source, test_loader, epochs: int, *, teacher: nn.Module | None = None,
@@ -617,11 +622,8 @@ def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
     "Write atomically (rank 0 only): a crash mid-write leaves no half checkpoint."
     if world()[0] != 0:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     plain = lambda record: json.loads(json.dumps(record, default=str))  # loadable with weights_only=True
-    torch.save({"key": plain(key), "state_dict": model.state_dict(), "info": plain(info)}, tmp)
-    tmp.replace(path)
+    atomic_save({"key": plain(key), "state_dict": model.state_dict(), "info": plain(info)}, path)
 
 
 def cached_inputs(kind: str, teacher: nn.Module, recipe: dict, make: Callable, folder: str = "synthetic"
@@ -640,9 +642,8 @@ def cached_inputs(kind: str, teacher: nn.Module, recipe: dict, make: Callable, f
         with timer() as t:
             record = make()
         if world()[0] == 0:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"record": record, "seconds": t.seconds, "recipe": json.loads(json.dumps(recipe, default=str))}, tmp)
-            tmp.replace(path)  # atomic: a reader never sees half a file
+            atomic_save({"record": record, "seconds": t.seconds, "recipe": json.loads(json.dumps(recipe, default=str))},
+                        path)
     return record, t.seconds, False
 
 
