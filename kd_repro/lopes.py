@@ -15,17 +15,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .core import setting
-from .data import to_inputs
+from .data import get_loader, to_inputs
 from .models import FeatureNet, features_of
-from .train import SynthesizedSet, frozen, optimise_inputs
+from .train import SynthesizedSet, cached_inputs, frozen, optimise_inputs
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_METHODS', 'LopesSettings', 'recorded_features',
            'layer_activations', 'layer_names', 'record_statistics', 'graph_fourier_basis', 'compress', 'reconstruct',
-           'linear_part', 'layer_operators', 'chain_adjacency', 'spectral_bases', 'record_spectral', 'metadata_bytes',
-           'save_metadata', 'load_metadata', 'top_layer_objective', 'all_layers_objective', 'spectral_objective',
-           'fixed_dropout', 'Objective', 'noise_inputs', 'reconstruct_inputs', 'metadata_records',
-           'reconstruction_objectives', 'method_inputs', 'ReconstructionSynthesizer']
+           'linear_part', 'layer_operators', 'chain_adjacency', 'chain_fourier_basis', 'spectral_bases',
+           'record_spectral', 'metadata_bytes', 'save_metadata', 'load_metadata', 'top_layer_objective',
+           'all_layers_objective', 'spectral_objective', 'fixed_dropout', 'Objective', 'noise_inputs',
+           'reconstruct_inputs', 'metadata_records', 'cached_records', 'reconstruction_objectives', 'method_inputs',
+           'ReconstructionSynthesizer']
 
 # %% ../nbs/11_lopes.ipynb #5ae9f94b
 @dataclasses.dataclass(frozen=True)
@@ -162,9 +163,13 @@ def compress(signal: torch.Tensor, basis: torch.Tensor, keep: float = 0.1) -> to
     return _keep_largest(signal @ basis, keep)
 
 
+def _largest(coeffs: torch.Tensor, keep: float) -> torch.Tensor:
+    "Indices of the `keep` fraction of `coeffs` (..., N) largest in magnitude."
+    return coeffs.abs().topk(max(1, round(keep * coeffs.shape[-1])), dim=-1).indices
+
+
 def _keep_largest(coeffs: torch.Tensor, keep: float) -> torch.Tensor:
-    k = max(1, round(keep * coeffs.shape[-1]))
-    kept = coeffs.abs().topk(k, dim=-1).indices
+    kept = _largest(coeffs, keep)
     return torch.zeros_like(coeffs).scatter(-1, kept, coeffs.gather(-1, kept))
 
 
@@ -238,6 +243,25 @@ def chain_adjacency(operators: list[torch.Tensor]) -> torch.Tensor:
         A[offsets[i]:offsets[i + 1], offsets[i + 1]:offsets[i + 2]] = W.T
     return A
 
+
+def chain_fourier_basis(operators: list[torch.Tensor]) -> torch.Tensor:
+    "`graph_fourier_basis(chain_adjacency(operators))` from one SVD: a chain of layers is a bipartite graph."
+    if not all(torch.isfinite(W).all() for W in operators):
+        raise ValueError("operators have non-finite entries")
+    A = chain_adjacency(operators).double()
+    widths = [operators[0].shape[1]] + [op.shape[0] for op in operators]
+    layer = torch.arange(len(widths)).repeat_interleave(torch.tensor(widths))
+    even, odd = (layer % 2 == 0).nonzero().flatten(), (layer % 2 == 1).nonzero().flatten()
+    U, S, Vh = torch.linalg.svd(A[odd][:, even], full_matrices=True)  # edges join only even layers to odd ones
+    V, r, half = Vh.T, len(S), 2 ** -0.5
+    m, n = len(odd), len(even)
+    on_even = torch.cat([V[:, :r] * half, V[:, :r] * half, V[:, r:], V.new_zeros(n, m - r)], 1)
+    on_odd = torch.cat([U[:, :r] * half, -U[:, :r] * half, U.new_zeros(m, n - r), U[:, r:]], 1)
+    order = torch.cat([S, -S, S.new_zeros(n + m - 2 * r)]).argsort(stable=True)  # eigenvalues ±σ, then zeros
+    basis = A.new_zeros(n + m, n + m)
+    basis[even], basis[odd] = on_even[:, order], on_odd[:, order]
+    return basis.float()
+
 # %% ../nbs/11_lopes.ipynb #a834b3c7
 def _class_means(stats: dict, names: list[str]) -> list[torch.Tensor]:
     return [stats["mean"][stats["layers"].index(n)] for n in names]
@@ -252,21 +276,35 @@ def _graphs(model: nn.Module, pairs: bool, at: str = "output"):
 
 def spectral_bases(model: nn.Module, pairs: bool = False, at: str = "output") -> list[torch.Tensor]:
     "The graph Fourier basis of each graph of a spectral record (compute once, pass to the functions that need it)."
-    return [graph_fourier_basis(chain_adjacency(ops)) for _, ops in _graphs(model, pairs, at)]
+    return [chain_fourier_basis(ops) for _, ops in _graphs(model, pairs, at)]
 
 
 @torch.no_grad()
-def _class_spectra(model, loader, num_classes, T, groups, bases, at):
-    "Per class and graph: mean and std of the graph-Fourier coefficients of each example's activations."
+def _graph_signals(model, loader, T, groups, at):
+    "Batches of (each graph's signal: its layers' activations side by side, labels)."
     index = [[layer_names(model).index(n) for n in names] for names, _ in groups]
     model.eval()
+    for x, y in loader:
+        acts = layer_activations(model, x, T, at)
+        yield [torch.cat([acts[j] for j in idx], 1) for idx in index], y
 
-    def batches():
-        for x, y in loader:
-            acts = layer_activations(model, x, T, at)
-            yield [torch.cat([acts[j] for j in idx], 1) @ basis for idx, basis in zip(index, bases)], y
 
-    return _class_moments(batches(), num_classes)
+def _kept_spread(signals, num_classes: int, bases: list, kept: list) -> list[torch.Tensor]:
+    "Per graph, (classes, N): the std over each class's examples of its `kept` coefficients (indices (classes, k)), 0 elsewhere."
+    columns = [[basis[:, idx] for idx in per_class] for basis, per_class in zip(bases, kept)]
+    sums = [torch.zeros(k.shape) for k in kept]
+    squares = [torch.zeros(k.shape) for k in kept]
+    counts = torch.zeros(num_classes)
+    for batch, y in signals:
+        for c in y.unique().tolist():
+            for s, cols, total, square in zip(batch, columns, sums, squares):
+                coeffs = s[y == c] @ cols[c]
+                total[c] += coeffs.sum(0)
+                square[c] += coeffs.square().sum(0)
+        counts += torch.bincount(y, minlength=num_classes)
+    return [torch.zeros(num_classes, basis.shape[1]).scatter(1, idx, (q / counts[:, None] - (t / counts[:, None]).square())
+                                                               .clamp_min(0).sqrt())
+            for basis, idx, t, q in zip(bases, kept, sums, squares)]
 
 
 def record_spectral(model: nn.Module, loader, num_classes: int, T: float = 8.0, keep: float = 0.1,
@@ -274,12 +312,14 @@ def record_spectral(model: nn.Module, loader, num_classes: int, T: float = 8.0, 
     "Per class, the `keep` largest mean graph-Fourier coefficients of the activations (and their std if `spread`)."
     groups = _graphs(model, pairs, at)
     bases = spectral_bases(model, pairs, at) if bases is None else bases
-    means, stds = _class_spectra(model, loader, num_classes, T, groups, bases, at)
-    coeffs = [_keep_largest(m, keep) for m in means]
+    means, _ = _class_moments(_graph_signals(model, loader, T, groups, at), num_classes)
+    coeffs = [_keep_largest(m @ basis, keep) for m, basis in zip(means, bases)]  # the mean of spectra: spectrum of the mean
     record = {"kind": "spectral_layer_pairs" if pairs else "spectral_all_layers", "layers": layer_names(model),
               "widths": [op.shape[1] for op in layer_operators(model, at)] + [num_classes], "T": T, "keep": keep, "at": at,
               "groups": [names for names, _ in groups], "coeffs": [c.to_sparse() for c in coeffs]}
-    if spread:
+    if spread:  # a second pass projects each example on its class's kept coefficients only
+        kept = [_largest(c, keep) for c in coeffs]
+        stds = _kept_spread(_graph_signals(model, loader, T, groups, at), num_classes, bases, kept)
         record["spread"] = [(s * (c != 0)).to_sparse() for s, c in zip(stds, coeffs)]
     return record
 
@@ -420,6 +460,15 @@ def metadata_records(teacher: nn.Module, loader, num_classes: int = 10, T: float
                                     for pairs in (False, True))
     return {"statistics": stats, "spectral all-layers": spectral_all, "spectral layer-pairs": spectral_pairs,
             "bases": bases}
+
+
+def cached_records(teacher: nn.Module, train, provenance: dict, T: float = 8.0, keep: float = 0.1,
+                   at: str = AUTHORS_AT) -> tuple[dict, float]:
+    "`metadata_records` of `teacher` over the data set `train`, made once per teacher and recipe: (records, seconds)."
+    recipe = {"data": provenance, "T": T, "keep": keep, "at": at}
+    records, seconds, _ = cached_inputs("lopes-records", teacher, recipe, lambda: metadata_records(
+        teacher, get_loader(train, 500, train=False), 10, T, keep, at))
+    return records, seconds
 
 
 def reconstruction_objectives(teacher: nn.Module, records: dict, classes: torch.Tensor, generator=None,
