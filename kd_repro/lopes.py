@@ -17,7 +17,7 @@ from torch import nn
 from .core import setting
 from .data import get_loader, to_inputs
 from .models import FeatureNet, features_of
-from .train import SynthesizedSet, cached_inputs, frozen, optimise_inputs
+from .train import SynthesizedSet, cached_inputs, frozen, key_hash, optimise_inputs
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_METHODS', 'LopesSettings', 'recorded_features',
@@ -26,7 +26,7 @@ __all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_MET
            'record_spectral', 'metadata_bytes', 'save_metadata', 'load_metadata', 'top_layer_objective',
            'all_layers_objective', 'spectral_objective', 'fixed_dropout', 'Objective', 'noise_inputs',
            'reconstruct_inputs', 'metadata_records', 'cached_records', 'reconstruction_objectives', 'method_inputs',
-           'ReconstructionSynthesizer']
+           'ReconstructionSynthesizer', 'method_generator', 'method_synthesizers']
 
 # %% ../nbs/11_lopes.ipynb #5ae9f94b
 @dataclasses.dataclass(frozen=True)
@@ -514,3 +514,22 @@ class ReconstructionSynthesizer(SynthesizedSet):
 
     def make_inputs(self, teacher):
         return method_inputs(teacher, **self.recipe)
+
+
+def method_generator(s: int, name: str) -> torch.Generator:
+    "The seeded random source of one method's noise and dropout masks: the same whichever methods run before it."
+    return torch.Generator().manual_seed(int(key_hash({"seed": s, "method": name}), 16) % 2**63)
+
+
+def method_synthesizers(teacher: nn.Module, records: dict, per_class: int, s: int, shape, mean, std, provenance: dict,
+                        settings: LopesSettings, at: str = AUTHORS_AT, mean_only_row: bool = False) -> dict:
+    "{method: (its `ReconstructionSynthesizer` for seed `s`, the record it needs)}, each set cached by teacher, data, recipe and seed."
+    classes = torch.arange(10).repeat_interleave(per_class)
+    recipe = {"data": provenance, "T": settings.T, "keep": settings.keep, "at": at, "per_class": per_class,
+              "steps": settings.steps, "lr": settings.lr}
+    objectives = reconstruction_objectives(teacher, records, classes, torch.Generator().manual_seed(s), mean_only_row)
+    return {name: (ReconstructionSynthesizer(name, fn, classes, shape, mean, std, T=settings.T, at=at, steps=settings.steps,
+                                             lr=settings.lr, generator=method_generator(s, name),
+                                             batch_size=settings.batch_size, seed=s,
+                                             cache={**recipe, "method": name, "seed": s}), record)
+            for name, (fn, record) in objectives.items()}
