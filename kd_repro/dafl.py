@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from .core import check_matrix, setting
 from .hinton import kd_loss
@@ -39,6 +40,8 @@ class DAFLSettings:
     lr_generator: float = setting(0.2, "the generator's Adam learning rate")
     lr_student: float = setting(2e-3, "the student's Adam learning rate")
     student_milestones: list = setting([], "fractions of the run where the student's rate drops ×0.1 (MNIST: none)")
+    student_average: float = setting(0.0, "decay of a moving average of the student's weights, which the run hands back "
+                                     "(0: the last iterate, as the authors)")
     activation_layer: dict = setting({"lenet": "fc1", "mlp": "fc2"}, "the teacher layer of the activation loss")
     eval_every: int = setting(1200, "iterations between two test evaluations of the student (for the curve only)", budget=True)
     ablation_iterations: int = setting(24000, "iterations of each row of the loss ablation", budget=True)
@@ -188,6 +191,7 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
                seed: int = 0,  # seeds the generator's latent codes
                evaluate_every: int = 0,  # call `on_evaluate(iteration)` every this many steps (0: never); divides `iterations`
                on_evaluate=None,  # e.g. records the student's test accuracy for a learning curve
+               average: float = 0.0,  # decay of the moving average of the student's weights handed back (0: last iterate)
                desc: str = "DAFL",  # the progress bar's label
               ) -> list[dict]:  # one record of the losses per iteration
     "Train `generator` against the frozen `teacher` and distil `student` on its images; one record per iteration."
@@ -196,11 +200,16 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
     per_epoch = evaluate_every if 0 < evaluate_every < iterations else iterations
     if iterations % per_epoch:
         raise ValueError(f"evaluate_every ({evaluate_every}) must divide iterations ({iterations})")
+    if not 0 <= average < 1:
+        raise ValueError(f"average is the decay of a moving average of the student's weights, in [0, 1); got {average}")
     source = DAFLSynthesizer(generator, batch_size, per_epoch, lr=lr_generator, weights=weights, loss_mode=loss_mode,
                              activation_layer=activation_layer, seed=seed)
     student_losses = []
+    averaged = AveragedModel(student, multi_avg_fn=get_ema_multi_avg_fn(average), use_buffers=True) if average else None
 
     def student_loss(student_logits, teacher_logits, labels=None):
+        if averaged is not None and student_losses:  # the weights the previous step left
+            averaged.update_parameters(student)
         student_losses.append(loss := kd_loss(student_logits, teacher_logits, 1.0))
         return loss
 
@@ -212,6 +221,9 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
     with channels_last(generator):  # about 2x faster convolutions on a CPU
         distill(student, teacher, source, student_loss, iterations // per_epoch, lr=lr_student,
                 schedule=step_decay(*milestones) if milestones else None, on_epoch=evaluated, desc=desc)
+    if averaged is not None:
+        averaged.update_parameters(student)  # the last step's weights
+        student.load_state_dict(averaged.module.state_dict())
     return [{"iteration": i + 1, "student": loss.item(), **parts}
             for i, (loss, parts) in enumerate(zip(student_losses, source.history))]
 

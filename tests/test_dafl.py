@@ -129,3 +129,23 @@ def test_train_dafl_forms_the_losses_of_the_authors_loop():
     for a, b in zip(ours, plain, strict=True):
         for name, value in b.items():
             assert math.isclose(a[name], value, rel_tol=1e-3, abs_tol=1e-4), (name, a[name], value)
+
+
+def test_average_hands_back_the_moving_average_of_the_students_iterates():
+    teacher, decay = build_model("lenet5"), 0.8
+    iterates, students = [], {}
+    for average in (0.0, decay):
+        torch.manual_seed(3)
+        student = students[average] = build_model("lenet5_half")
+        record = (lambda it: iterates.append({k: v.clone() for k, v in students[0.0].state_dict().items()})) \
+            if average == 0.0 else None
+        train_dafl(teacher, student, Generator(widths=(8, 4)), 3, batch_size=8, average=average, evaluate_every=1,
+                   on_evaluate=record)
+    averaged = students[decay].state_dict()
+    for name, last in iterates[-1].items():
+        if last.is_floating_point():
+            ema = decay ** 2 * iterates[0][name] + decay * (1 - decay) * iterates[1][name] + (1 - decay) * last
+            assert torch.allclose(averaged[name], ema, atol=1e-5), name
+    assert any(not torch.allclose(averaged[k], v) for k, v in iterates[-1].items() if v.is_floating_point())  # not the last
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        train_dafl(teacher, build_model("lenet5_half"), Generator(widths=(8, 4)), 2, batch_size=4, average=1.0)
