@@ -17,16 +17,17 @@ from torch import nn
 from .core import setting
 from .data import get_loader, to_inputs
 from .models import FeatureNet, features_of
-from .train import SynthesizedSet, cached_inputs, frozen, key_hash, optimise_inputs
+from .train import (SynthesizedSet, cached_inputs, frozen, gather_shares, key_hash, optimise_inputs,
+                            rank_share, world)
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_METHODS', 'LopesSettings', 'recorded_features',
            'layer_activations', 'layer_names', 'record_statistics', 'graph_fourier_basis', 'compress', 'reconstruct',
            'linear_part', 'layer_operators', 'chain_adjacency', 'chain_fourier_basis', 'spectral_bases',
            'record_spectral', 'metadata_bytes', 'save_metadata', 'load_metadata', 'top_layer_objective',
-           'all_layers_objective', 'spectral_objective', 'fixed_dropout', 'Objective', 'noise_inputs',
-           'reconstruct_inputs', 'metadata_records', 'cached_records', 'reconstruction_objectives', 'method_inputs',
-           'ReconstructionSynthesizer', 'method_generator', 'method_synthesizers']
+           'all_layers_objective', 'spectral_objective', 'fixed_dropout', 'Objective', 'noise_inputs', 'my_rows',
+           'among_zeros', 'reconstruct_inputs', 'metadata_records', 'cached_records', 'reconstruction_objectives',
+           'method_inputs', 'ReconstructionSynthesizer', 'method_generator', 'method_synthesizers']
 
 # %% ../nbs/11_lopes.ipynb #5ae9f94b
 @dataclasses.dataclass(frozen=True)
@@ -403,15 +404,16 @@ def spectral_objective(record: dict, model: nn.Module, classes: torch.Tensor, ge
 
 # %% ../nbs/11_lopes.ipynb #ee2861e9
 @contextmanager
-def fixed_dropout(model: nn.Module, generator=None):
-    "Inside the block every nn.Dropout of `model` applies a mask drawn once per example (scaled by 1/(1-p))."
+def fixed_dropout(model: nn.Module, generator=None, rows: torch.Tensor | None = None, total: int | None = None):
+    "Inside the block every nn.Dropout of `model` applies a mask drawn once per example (scaled by 1/(1-p)); `rows` of `total`."
     masks, handles = {}, []
 
     def hook(module, inputs, output):
         x = inputs[0]
         if module not in masks:
             keep = 1 - module.p
-            masks[module] = torch.bernoulli(torch.full(x.shape, keep), generator=generator) / keep
+            drawn = torch.bernoulli(torch.full((total or len(x), *x.shape[1:]), keep), generator=generator) / keep
+            masks[module] = drawn if rows is None else drawn[rows]
         return x * masks[module]
 
     for m in model.modules():
@@ -440,11 +442,30 @@ def noise_inputs(n: int, shape, mean, std, generator=None) -> torch.Tensor:
     return to_inputs(0.15 + 0.1 * torch.randn(n, *shape, generator=generator), mean, std)
 
 
+def my_rows(n: int) -> torch.Tensor:
+    "This rank's contiguous share of rows `0..n-1` (all of them in a single process)."
+    return rank_share(torch.arange(n))
+
+
+def among_zeros(acts: list[torch.Tensor], rows: torch.Tensor, n: int) -> list[torch.Tensor]:
+    "Each (len(rows), D) activation placed at `rows` of an (n, D) tensor of zeros; unchanged when `rows` is all of them."
+    if len(rows) == n:
+        return acts
+    return [a.new_zeros((n, *a.shape[1:])).index_copy(0, rows, a) for a in acts]
+
+
 def reconstruct_inputs(teacher: nn.Module, objective, classes: torch.Tensor, shape, mean, std, *,
                        steps: int = 200, lr: float = 0.05, generator=None) -> torch.Tensor:
-    "Optimise noise inputs (one per entry of `classes`) so that `objective(teacher activations)` is small."
-    return optimise_inputs(teacher, lambda x: objective(layer_activations(teacher, x, objective.T, objective.at)),
-                           noise_inputs(len(classes), shape, mean, std, generator), steps, lr)
+    "Optimise noise inputs (one per entry of `classes`) so that `objective(teacher activations)` is small; split over ranks."
+    n, rows = len(classes), my_rows(len(classes))
+    start = noise_inputs(n, shape, mean, std, generator)  # the whole set's noise on every rank
+
+    def loss(x):
+        acts = among_zeros(layer_activations(teacher, x, objective.T, objective.at), rows, n)
+        return objective(acts)[rows]
+
+    mine = optimise_inputs(teacher, loss, start[rows], steps, lr)
+    return torch.cat(gather_shares({world()[0]: mine}, world()[1]))
 
 # %% ../nbs/11_lopes.ipynb #f0b82933
 NOISE_METHOD = "random noise (no optimisation)"
@@ -498,7 +519,7 @@ def method_inputs(teacher: nn.Module, name: str, fn, classes: torch.Tensor, shap
     "Method `name`'s inputs, one per entry of `classes`: noise for `fn=None`, else reconstructed (fixed dropout if the method says)."
     if fn is None:
         return noise_inputs(len(classes), shape, mean, std, generator)
-    with fixed_dropout(teacher, generator) if name in DROPOUT_METHODS else nullcontext():
+    with fixed_dropout(teacher, generator, my_rows(len(classes)), len(classes)) if name in DROPOUT_METHODS else nullcontext():
         return reconstruct_inputs(teacher, Objective(fn, T, at), classes, shape, mean, std, steps=steps, lr=lr,
                                   generator=generator)
 

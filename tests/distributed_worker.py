@@ -1,5 +1,5 @@
 """Run by tests/test_distributed.py, alone or under `torchrun --nproc_per_node 2`: a tiny fit, distill, evaluate,
-Data Impressions and cached teacher; rank 0 saves what came out to the file named on the command line."""
+Data Impressions, Lopes reconstructions, a DAFL run and cached teacher; rank 0 saves what came out to the file named on the command line."""
 import os
 import signal
 import sys
@@ -7,8 +7,10 @@ import sys
 import torch
 import torch.distributed as dist
 
+from kd_repro.dafl import Generator, train_dafl
 from kd_repro.hinton import distillation_loss
-from kd_repro.models import build_model
+from kd_repro.lopes import metadata_records, method_inputs, reconstruction_objectives
+from kd_repro.models import MLP, build_model
 from kd_repro.train import TransferSet, distill, evaluate, fit, train_teacher, world
 from kd_repro.zskd import synthesize_impressions
 
@@ -31,13 +33,33 @@ def main(out):
     impressions = synthesize_impressions(teacher, torch.softmax(torch.randn(10, 10), 1), (1, 32, 32), (0.5,), (0.5,),
                                          steps=3, lr=0.05, batch_size=4, seed=2)
     cached, info = train_teacher("hinton_student", "mnist", epochs=1, profile="smoke", train_limit=64, test_limit=64)
+    reconstructions, reconstructed_rows = lopes_reconstructions()
+    torch.manual_seed(5)
+    dafl_student, generator = build_model("lenet5_half"), Generator(widths=(8, 4))
+    dafl_history = train_dafl(teacher, dafl_student, generator, 3, batch_size=16, average=0.5)
     if world()[0] == 0:
         torch.save({"teacher": teacher.state_dict(), "student": student.state_dict(), "fit": fit_history,
                     "distill": distill_history, "evaluate": result, "impressions": impressions,
                     "cached_teacher": cached.state_dict(), "cached": info["cached"], "world": world()[1],
-                    "student_rows": sum(rows)}, out)
+                    "student_rows": sum(rows), "reconstructions": reconstructions,
+                    "reconstructed_rows": reconstructed_rows, "dafl_student": dafl_student.state_dict(),
+                    "generator": generator.state_dict(), "dafl_history": dafl_history}, out)
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def lopes_reconstructions():
+    "Every Lopes method's inputs for a tiny MLP with dropout (30 images, 3 steps), and the rows this rank optimised."
+    torch.manual_seed(6)
+    tiny = MLP((12,), num_classes=10, dropout=0.5, input_shape=(1, 4, 4)).eval()
+    records = metadata_records(tiny, [(torch.randn(60, 1, 4, 4), torch.arange(60) % 10)], 10, keep=0.5)
+    classes = torch.arange(10).repeat_interleave(3)
+    objectives = reconstruction_objectives(tiny, records, classes, torch.Generator().manual_seed(0))
+    rows = []
+    tiny.register_forward_pre_hook(lambda module, args: rows.append(len(args[0])))
+    made = {name: method_inputs(tiny, name, fn, classes, (1, 4, 4), [0.0], [1.0], steps=3,
+                                generator=torch.Generator().manual_seed(4)) for name, (fn, _) in objectives.items() if fn}
+    return made, sum(rows)
 
 
 def killed_and_resumed(out, mode):

@@ -30,14 +30,25 @@ def test_two_processes_end_where_one_ends(runs):
     (one, _), (two, _) = runs
     assert one["world"] == 1 and two["world"] == 2
     assert two["student_rows"] * 2 == one["student_rows"] == 2 * 48 + 64  # each rank distilled and evaluated half of every batch
-    for net in ("teacher", "student", "cached_teacher"):
+    for net in ("teacher", "student", "cached_teacher", "dafl_student", "generator"):
         for name, a in one[net].items():
             torch.testing.assert_close(two[net][name], a, rtol=1e-4, atol=1e-5, msg=f"{net}.{name}")
     for history in ("fit", "distill"):
         assert [r["loss"] for r in two[history]] == pytest.approx([r["loss"] for r in one[history]], rel=1e-4)
+    for loss in ("one_hot", "activation", "entropy"):  # the generator's step: the whole batch on every rank
+        assert [r[loss] for r in two["dafl_history"]] == pytest.approx([r[loss] for r in one["dafl_history"]], rel=1e-4)
     assert two["evaluate"]["count"] == one["evaluate"]["count"] == 64
     assert two["evaluate"]["accuracy"] == pytest.approx(one["evaluate"]["accuracy"])
     torch.testing.assert_close(two["impressions"], one["impressions"], rtol=1e-4, atol=1e-5)
+
+
+def test_two_processes_reconstruct_lopes_sets_as_one_with_half_the_rows_each(runs):
+    (one, _), (two, _) = runs
+    assert "all-layers + fixed dropout" in one["reconstructions"] and len(one["reconstructions"]) == 5
+    assert two["reconstructed_rows"] * 2 == one["reconstructed_rows"] == 5 * 3 * 30
+    for name, inputs in one["reconstructions"].items():
+        assert two["reconstructions"][name].shape == inputs.shape == (30, 1, 4, 4)
+        torch.testing.assert_close(two["reconstructions"][name], inputs, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_ranks_train_an_uncached_teacher_once_and_rank_zero_writes_it(runs):
