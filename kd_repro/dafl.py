@@ -39,6 +39,8 @@ class DAFLSettings:
     widths: list = setting([128, 64], "the generator's channel widths")
     lr_generator: float = setting(0.2, "the generator's Adam learning rate")
     lr_student: float = setting(2e-3, "the student's Adam learning rate")
+    temperature: float = setting(1.0, "temperature of the students' distillation loss in every row distilled from "
+                                 "the teacher: KD with data, noise, alternative data, DAFL, generator reuse")
     student_milestones: list = setting([], "fractions of the run where the student's rate drops ×0.1 (MNIST: none)")
     student_average: float = setting(0.0, "decay of a moving average of the student's weights, which the run hands back "
                                      "(0: the last iterate, as the authors)")
@@ -184,6 +186,7 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
                batch_size: int = 512,  # generated images per step (≥ 2: the generator has batch norm)
                lr_generator: float = 0.2,  # the generator's Adam learning rate
                lr_student: float = 2e-3,  # the student's Adam learning rate
+               temperature: float = 1.0,  # of the student's distillation loss (the authors': 1)
                weights: dict | None = None,  # weight of each generator loss by name (default `DAFL_WEIGHTS`)
                loss_mode: str = "code",  # the generator losses' form: "code" (the authors') or "paper"
                milestones=(),  # fractions of `iterations` where the student's rate drops ×0.1
@@ -200,6 +203,8 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
     per_epoch = evaluate_every if 0 < evaluate_every < iterations else iterations
     if iterations % per_epoch:
         raise ValueError(f"evaluate_every ({evaluate_every}) must divide iterations ({iterations})")
+    if not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
     if not 0 <= average < 1:
         raise ValueError(f"average is the decay of a moving average of the student's weights, in [0, 1); got {average}")
     source = DAFLSynthesizer(generator, batch_size, per_epoch, lr=lr_generator, weights=weights, loss_mode=loss_mode,
@@ -210,7 +215,7 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
     def student_loss(student_logits, teacher_logits, labels=None):
         if averaged is not None and student_losses:  # the weights the previous step left
             averaged.update_parameters(student)
-        student_losses.append(loss := kd_loss(student_logits, teacher_logits, 1.0))
+        student_losses.append(loss := kd_loss(student_logits, teacher_logits, temperature))
         return loss
 
     def evaluated(record):

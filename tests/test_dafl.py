@@ -34,6 +34,8 @@ def test_entropy_loss_prefers_balanced_batches():
     (lambda: activation_loss([1.0, 2.0]), "(batch, ...)"),
     (lambda: weighted_loss(generator_losses(torch.randn(4, 3), torch.randn(4, 2)), {"onehot": 1}), "unknown DAFL"),
     (lambda: Generator()(torch.randn(2, 7)), "(B, 100)"),
+    (lambda: train_dafl(build_model("lenet5"), build_model("lenet5_half"), Generator(widths=(8, 4)), 1, batch_size=4,
+                        temperature=0.0), "positive finite"),
 ])
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -95,8 +97,8 @@ def test_entropy_loss_stays_finite_when_a_class_underflows():
     assert torch.isnan((p * torch.log10(p)).sum())  # the authors' formula, for contrast
 
 
-def plain_dafl_losses(teacher, generator, student, iterations, batch_size, seed):
-    "The authors' MNIST iteration written out: one backward of the summed losses, both Adam optimisers step."
+def plain_dafl_losses(teacher, generator, student, iterations, batch_size, seed, T=1.0):
+    "The authors' MNIST iteration written out (their student loss at T = 1): one backward of the summed losses, both Adam optimisers step."
     latent = torch.Generator().manual_seed(seed)
     opt_g, opt_s = torch.optim.Adam(generator.parameters(), 0.2), torch.optim.Adam(student.parameters(), 2e-3)
     teacher.eval()
@@ -109,8 +111,8 @@ def plain_dafl_losses(teacher, generator, student, iterations, batch_size, seed)
         p = F.softmax(logits, 1).mean(0)
         parts = {"one_hot": F.cross_entropy(logits, logits.argmax(1)), "activation": -features[2].abs().mean(),
                  "entropy": (p * torch.log10(p)).sum()}
-        student_loss = F.kl_div(F.log_softmax(student(images.detach()), 1), F.softmax(logits.detach(), 1),
-                                reduction="batchmean")
+        student_loss = T * T * F.kl_div(F.log_softmax(student(images.detach()) / T, 1), F.softmax(logits.detach() / T, 1),
+                                        reduction="batchmean")
         (parts["one_hot"] + 0.1 * parts["activation"] + 5 * parts["entropy"] + student_loss).backward()
         opt_g.step()
         opt_s.step()
@@ -118,12 +120,13 @@ def plain_dafl_losses(teacher, generator, student, iterations, batch_size, seed)
     return history
 
 
-def test_train_dafl_forms_the_losses_of_the_authors_loop():
+@pytest.mark.parametrize("T", [1.0, 4.0])
+def test_train_dafl_forms_the_losses_of_the_authors_loop(T):
     torch.manual_seed(0)
     teacher, student, generator = build_model("lenet5"), build_model("lenet5_half"), Generator(widths=(16, 8))
     initial = copy.deepcopy(generator)
-    plain = plain_dafl_losses(teacher, copy.deepcopy(generator), copy.deepcopy(student), 3, 32, seed=5)
-    ours = train_dafl(teacher, student, generator, 3, batch_size=32, activation_layer="fc1", seed=5)
+    plain = plain_dafl_losses(teacher, copy.deepcopy(generator), copy.deepcopy(student), 3, 32, seed=5, T=T)
+    ours = train_dafl(teacher, student, generator, 3, batch_size=32, activation_layer="fc1", seed=5, temperature=T)
     weight = generator.blocks[2].weight  # trained channels-last, handed back trained in its own layout
     assert weight.is_contiguous() and not torch.equal(weight, initial.blocks[2].weight)
     for a, b in zip(ours, plain, strict=True):
