@@ -83,7 +83,7 @@ PROFILES: dict[str, dict] = {
                  "counts": [2000, 4000], "ablation_count": 4000, "ablation_datasets": ["mnist"],
                  "mixup_datasets": ["fashion_mnist"], "teacher": {"mnist": {"augment": None, "epochs": 30}, "fashion_mnist": {}}},
         "dafl": {"teacher": {"lenet": {"augment": None, "epochs": 30}, "mlp": {"augment": None}},
-                 "iterations": {"lenet": 3200, "mlp": 2400}, "batch_size": 128, "seeds": {"lenet": [0, 1], "mlp": [0]},
+                 "iterations": {"lenet": 3200, "mlp": 1600}, "batch_size": 128, "seeds": {"lenet": [0, 1], "mlp": [0]},
                  "widths": [16, 8], "temperature": 4.0, "eval_every": 400,
                  "student_average": 0.995, "ablation_iterations": 100, "student_epochs": 15, "reuse_batches": 150},
         "attention": {"dataset": "fashion_mnist", "train_limit": 1000, "pairs": [[16, 1, 10, 1]], "teacher_epochs": 30,
