@@ -70,7 +70,8 @@ def test_profiles_command_prints_paper_and_profile_values(capsys):
     from kd_repro.reproduce import main
     assert main(["profiles", "dafl"]) == 0
     out = capsys.readouterr().out
-    assert "paper-smoke" in out and "iterations" in out and "lenet=3200,mlp=2400 *" in out
+    quick = core.get_profile("quick")["dafl"]["iterations"]
+    assert "paper-smoke" in out and "iterations" in out and f"lenet={quick['lenet']},mlp={quick['mlp']} *" in out
     assert main(["profiles", "nope"]) == 2
 
 
