@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -18,7 +17,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from .core import check_matrix, setting
 from .hinton import kd_loss
 from .models import with_features
-from .train import Synthesizer, TaughtBatch, channels_last, distill, frozen, step_decay, teacher_fingerprint
+from .train import (RankBatchNorm2d, Synthesizer, TaughtBatch, average_gradients, batch_mean, channels_last, distill,
+                             frozen, over_ranks, rank_share, shared_batch, step_decay, teacher_fingerprint, whole_batch, world)
 
 # %% auto #0
 __all__ = ['SETTINGS', 'LOSS_MODES', 'DAFL_WEIGHTS', 'DAFLSettings', 'one_hot_loss', 'activation_loss',
@@ -85,7 +85,7 @@ def information_entropy_loss(teacher_logits: torch.Tensor, mode: str = "code") -
     "Σ_k p̄_k log10 p̄_k of the batch-mean softmax (`mode='paper'`: Σ_k p̄_k ln p̄_k / k): smallest when classes are balanced."
     _check_mode(mode)
     _check_logits(teacher_logits)
-    mean_softmax = F.softmax(teacher_logits, 1).mean(0)
+    mean_softmax = batch_mean(F.softmax(teacher_logits, 1))  # inside `shared_batch`: of the whole batch
     log_p = torch.log(mean_softmax.clamp_min(torch.finfo(mean_softmax.dtype).tiny))  # p log p → 0 as p → 0, not NaN
     if mode == "code":
         return (mean_softmax * log_p).sum() / math.log(10)
@@ -120,7 +120,7 @@ class Generator(nn.Module):
         wide, narrow = widths
         self.latent_dim, self.init_size = latent_dim, image_size // 4
         self.project = nn.Linear(latent_dim, wide * self.init_size ** 2)
-        batch_norm = partial(nn.BatchNorm2d, track_running_stats=False)
+        batch_norm = RankBatchNorm2d
         self.blocks = nn.Sequential(
             batch_norm(wide),
             nn.Upsample(scale_factor=2), nn.Conv2d(wide, wide, 3, padding=1), batch_norm(wide, eps=0.8),
@@ -141,6 +141,9 @@ class DAFLSynthesizer(Synthesizer):
                  weights: dict | None = None, loss_mode: str = "code", activation_layer: str | None = None, seed: int = 0):
         if batch_size < 2:
             raise ValueError(f"DAFL needs batch_size ≥ 2 (the generator has batch norm), got {batch_size}")
+        if batch_size % world()[1]:
+            raise ValueError(f"batch_size {batch_size} must split evenly over the {world()[1]} processes: each makes "
+                             f"an equal share of every batch")
         super().__init__(batch_size, batches_per_epoch)
         self.generator, self.weights, self.loss_mode = generator, DAFL_WEIGHTS if weights is None else weights, loss_mode
         self.activation_layer, self.latent = activation_layer, torch.Generator().manual_seed(seed)
@@ -157,19 +160,21 @@ class DAFLSynthesizer(Synthesizer):
         self.generator.to(self.device)
 
     def step(self) -> TaughtBatch:
-        "One generator step against the teacher; the batch it generated and the teacher's logits, detached."
+        "One generator step against the teacher (each rank its share of the batch); the whole batch and the teacher's logits, detached."
         z = torch.randn(self.batch_size, self.generator.latent_dim, generator=self.latent).to(self.device)
-        images = self.generator(z)
-        with frozen(self.teacher):
+        with frozen(self.teacher), shared_batch():
+            images = self.generator(rank_share(z))
             logits, features = self.teacher(images, return_features=True)
             parts = generator_losses(logits, features[self.feature], self.loss_mode)
             self.optimizer.zero_grad()
             loss = weighted_loss(parts, self.weights)
             if torch.is_tensor(loss):  # every weight 0 (an ablation): the generator stays as it is
                 loss.backward()
+        average_gradients(self.generator)
         self.optimizer.step()
-        self.history.append({k: v.item() for k, v in parts.items()})
-        return TaughtBatch(images.detach(), logits.detach())  # the student's half needs no second teacher pass
+        self.history.append(dict(zip(parts, over_ranks([v.item() for v in parts.values()]))))
+        return TaughtBatch(whole_batch(images.detach(), self.batch_size),  # the student's half needs no second teacher pass
+                           whole_batch(logits.detach(), self.batch_size))
 
     def __iter__(self):
         if not self.synthesized:

@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
@@ -30,7 +31,8 @@ from .models import build_model, features_of
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'world', 'rank_share', 'data_parallel', 'over_ranks', 'everyone', 'my_indices', 'gather_shares',
-           'atomic_save', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule',
+           'atomic_save', 'shared_batch', 'sum_over_ranks', 'batch_mean', 'RankBatchNorm2d', 'average_gradients',
+           'whole_batch', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule',
            'StepDecay', 'step_decay', 'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet',
            'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint',
            'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint',
@@ -97,6 +99,82 @@ def atomic_save(obj, path: Path):
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(obj, tmp)
     tmp.replace(path)
+
+# %% ../nbs/03_train.ipynb #3810708f
+class _SumOverRanks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, t):
+        total = t.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):
+        total = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+
+_SHARED_BATCH = ContextVar("shared_batch", default=False)
+
+
+@contextmanager
+def shared_batch():
+    "Inside the block the ranks each hold a share of one batch: `batch_mean` and `RankBatchNorm2d` use the whole batch's statistics."
+    token = _SHARED_BATCH.set(world()[1] > 1)
+    try:
+        yield
+    finally:
+        _SHARED_BATCH.reset(token)
+
+
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    "`t` summed over the ranks, differentiably (its gradient is summed over the ranks in turn); `t` in a single process."
+    return t if world()[1] == 1 else _SumOverRanks.apply(t)
+
+
+def batch_mean(rows: torch.Tensor) -> torch.Tensor:
+    "The mean over dim 0 of the rows; inside `shared_batch`, of the whole batch whose shares the ranks hold (differentiable)."
+    if not _SHARED_BATCH.get():
+        return rows.mean(0)
+    total = sum_over_ranks(torch.cat([rows.sum(0).flatten(), rows.new_tensor([len(rows)])]))
+    return (total[:-1] / total[-1]).view(rows.shape[1:])
+
+
+class RankBatchNorm2d(nn.BatchNorm2d):
+    "`nn.BatchNorm2d` without running statistics; inside `shared_batch`, normalised by the whole batch's statistics."
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__(num_features, eps, affine=affine, track_running_stats=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _SHARED_BATCH.get():
+            return super().forward(x)
+        mean = batch_mean(x.mean((2, 3)))[:, None, None]  # every image has H × W values per channel
+        centred = x - mean
+        normalised = centred / (batch_mean(centred.pow(2).mean((2, 3))) + self.eps).sqrt()[:, None, None]
+        return normalised * self.weight[:, None, None] + self.bias[:, None, None] if self.affine else normalised
+
+
+def average_gradients(module: nn.Module):
+    "Average the gradients of `module` over the ranks (as DDP does) in one all-reduce; nothing in a single process."
+    size, grads = world()[1], [p.grad for p in module.parameters() if p.grad is not None]
+    if size == 1 or not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    for g, mean in zip(grads, (flat / size).split([g.numel() for g in grads])):
+        g.copy_(mean.view_as(g))
+
+
+def whole_batch(share: torch.Tensor, rows: int) -> torch.Tensor:
+    "The batch of `rows` rows whose `rank_share` each rank holds, put back together on every rank."
+    rank, size = world()
+    if size == 1:
+        return share
+    whole = share.new_zeros(rows, *share.shape[1:])
+    whole[torch.arange(rows).tensor_split(size)[rank]] = share
+    dist.all_reduce(whole)  # each row is added to zeros only
+    return whole
 
 # %% ../nbs/03_train.ipynb #c36c8ed3
 class SummaryBar(tqdm):

@@ -7,7 +7,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from kd_repro.dafl import Generator, train_dafl
+from kd_repro.dafl import DAFLSynthesizer, Generator, train_dafl
 from kd_repro.hinton import distillation_loss
 from kd_repro.lopes import metadata_records, method_inputs, reconstruction_objectives
 from kd_repro.models import MLP, build_model
@@ -34,16 +34,28 @@ def main(out):
                                          steps=3, lr=0.05, batch_size=4, seed=2)
     cached, info = train_teacher("hinton_student", "mnist", epochs=1, profile="smoke", train_limit=64, test_limit=64)
     reconstructions, reconstructed_rows = lopes_reconstructions()
-    torch.manual_seed(5)  # an untrained teacher, the same to the bit in every run: Adam at lr 0.2 on the generator
+    torch.manual_seed(5)  # an untrained teacher, the same to the bit in every run
     dafl_teacher, dafl_student, generator = build_model("lenet5"), build_model("lenet5_half"), Generator(widths=(8, 4))
-    dafl_history = train_dafl(dafl_teacher, dafl_student, generator, 3, batch_size=16, average=0.5)  # amplifies float noise
+    generated = []
+    generator.register_forward_pre_hook(lambda module, args: generated.append(len(args[0])))
+    dafl_history = train_dafl(dafl_teacher, dafl_student, generator, 3, batch_size=16, average=0.5)
+    first_step = DAFLSynthesizer(Generator(widths=(8, 4)), 16, 1, lr=0.0).synthesize(dafl_teacher)
+    first_batch = next(iter(first_step))
+    first_step_gradients = {name: p.grad for name, p in first_step.generator.named_parameters()}
+    try:
+        DAFLSynthesizer(Generator(widths=(8, 4)), 15, 1)
+        uneven = None
+    except ValueError as e:
+        uneven = str(e)
     if world()[0] == 0:
         torch.save({"teacher": teacher.state_dict(), "student": student.state_dict(), "fit": fit_history,
                     "distill": distill_history, "evaluate": result, "impressions": impressions,
                     "cached_teacher": cached.state_dict(), "cached": info["cached"], "world": world()[1],
                     "student_rows": sum(rows), "reconstructions": reconstructions,
                     "reconstructed_rows": reconstructed_rows, "dafl_student": dafl_student.state_dict(),
-                    "generator": generator.state_dict(), "dafl_history": dafl_history}, out)
+                    "generator": generator.state_dict(), "dafl_history": dafl_history,
+                    "generated_rows": sum(generated), "first_step_gradients": first_step_gradients,
+                    "first_batch": first_batch._asdict(), "uneven": uneven}, out)
     if dist.is_initialized():
         dist.destroy_process_group()
 
