@@ -37,6 +37,8 @@ class DAFLSettings:
     seeds: dict = setting({"lenet": [0], "mlp": [0]}, "DAFL runs per network, each with its own generator, student and "
                           "latent codes; its rows are their mean ± std", budget=True)
     widths: list = setting([128, 64], "the generator's channel widths")
+    weights: dict = setting({net: {"one_hot": 1.0, "activation": 0.1, "entropy": 5.0} for net in ("lenet", "mlp")},
+                            "the generator losses' weights per network (the paper's MNIST weights for both)")
     lr_generator: float = setting(0.2, "the generator's Adam learning rate")
     lr_student: float = setting(2e-3, "the student's Adam learning rate")
     temperature: float = setting(1.0, "temperature of the students' distillation loss in every row distilled from "
