@@ -18,7 +18,7 @@ from .core import check_matrix, setting
 from .hinton import kd_loss
 from .models import with_features
 from .train import (RankBatchNorm2d, Synthesizer, TaughtBatch, average_gradients, batch_mean, channels_last, distill,
-                             frozen, over_ranks, rank_share, shared_batch, step_decay, teacher_fingerprint, whole_batch, world)
+                             frozen, over_ranks, rank_share, save_once, shared_batch, step_decay, teacher_fingerprint, whole_batch, world)
 
 # %% auto #0
 __all__ = ['SETTINGS', 'LOSS_MODES', 'DAFL_WEIGHTS', 'DAFLSettings', 'one_hot_loss', 'activation_loss',
@@ -252,12 +252,9 @@ class GeneratorSynthesizer(Synthesizer):
 
 
 def save_generator(generator: Generator, path, teacher: nn.Module | None = None, seconds: float | None = None) -> Path:
-    "Write the generator's configuration and weights (its teacher's fingerprint, the seconds its training took) to `path`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": generator.config, "state": generator.state_dict(), "seconds": seconds,
-                "teacher": teacher_fingerprint(teacher) if teacher is not None else None}, path)
-    return path
+    "Write the generator's configuration and weights (its teacher's fingerprint, the seconds its training took) to `path` (rank 0, atomically)."
+    return save_once({"config": generator.config, "state": generator.state_dict(), "seconds": seconds,
+                      "teacher": teacher_fingerprint(teacher) if teacher is not None else None}, path)
 
 
 def load_generator(path, teacher: nn.Module | None = None) -> Generator:

@@ -18,7 +18,7 @@ from .core import setting
 from .data import get_loader, to_inputs
 from .models import FeatureNet, features_of
 from .train import (SynthesizedSet, cached_inputs, frozen, gather_shares, key_hash, optimise_inputs,
-                            rank_share, world)
+                            rank_share, save_once, world)
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECORDED_AT', 'AUTHORS_AT', 'NOISE_METHOD', 'DROPOUT_METHODS', 'LopesSettings', 'recorded_features',
@@ -337,11 +337,8 @@ def metadata_bytes(record: dict) -> int:
 
 
 def save_metadata(record: dict, path) -> Path:
-    "Write a metadata record to `path` (a torch file of tensors and plain values)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(record, path)
-    return path
+    "Write a metadata record to `path` (a torch file of tensors and plain values; rank 0 writes it, atomically)."
+    return save_once(record, path)
 
 
 def load_metadata(path, model: nn.Module, T: float | None = None) -> dict:

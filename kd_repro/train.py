@@ -31,12 +31,13 @@ from .models import build_model, features_of
 
 # %% auto #0
 __all__ = ['CACHE_FORMAT', 'world', 'rank_share', 'data_parallel', 'over_ranks', 'everyone', 'my_indices', 'gather_shares',
-           'atomic_save', 'shared_batch', 'sum_over_ranks', 'batch_mean', 'RankBatchNorm2d', 'average_gradients',
-           'whole_batch', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule',
-           'StepDecay', 'step_decay', 'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet',
-           'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint',
-           'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint',
-           'cache_lock', 'save_checkpoint', 'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
+           'atomic_save', 'save_once', 'shared_batch', 'sum_over_ranks', 'batch_mean', 'RankBatchNorm2d',
+           'average_gradients', 'whole_batch', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer',
+           'make_schedule', 'StepDecay', 'step_decay', 'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet',
+           'SynthesizedSet', 'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs',
+           'teacher_fingerprint', 'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key',
+           'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint', 'cached_inputs', 'train_teacher',
+           'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #8f27bc37
 def world() -> tuple[int, int]:
@@ -99,6 +100,16 @@ def atomic_save(obj, path: Path):
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(obj, tmp)
     tmp.replace(path)
+
+
+def save_once(obj, path) -> Path:
+    "`atomic_save` by rank 0 alone (the ranks of a run hold the same `obj`); every rank returns once the file is there."
+    path = Path(path)
+    if world()[0] == 0:
+        atomic_save(obj, path)
+    if world()[1] > 1:
+        dist.barrier()
+    return path
 
 # %% ../nbs/03_train.ipynb #3810708f
 class _SumOverRanks(torch.autograd.Function):

@@ -14,7 +14,8 @@ from torch import nn
 
 from .core import cache_dir, check_matrix, setting, timer
 from .data import NORMALIZATION, to_inputs
-from .train import SynthesizedSet, frozen, gather_shares, key_hash, my_indices, optimise_inputs, teacher_fingerprint
+from .train import (SynthesizedSet, frozen, gather_shares, key_hash, my_indices, optimise_inputs, save_once,
+                            teacher_fingerprint)
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECIPE', 'ZSKDSettings', 'class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions',
@@ -137,12 +138,9 @@ def synthesize_impressions(teacher: nn.Module, targets: torch.Tensor, shape, mea
 
 # %% ../nbs/12_zskd.ipynb #799faef2
 def save_impressions(path, images, targets, classes, betas, teacher: nn.Module, seconds: float = 0.0) -> Path:
-    "Write a DI transfer set with its teacher's fingerprint and the seconds its synthesis took."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"images": images, "targets": targets, "classes": classes, "betas": betas,
-                "teacher": teacher_fingerprint(teacher), "seconds": float(seconds)}, path)
-    return path
+    "Write a DI transfer set with its teacher's fingerprint and the seconds its synthesis took (rank 0, atomically)."
+    return save_once({"images": images, "targets": targets, "classes": classes, "betas": betas,
+                      "teacher": teacher_fingerprint(teacher), "seconds": float(seconds)}, path)
 
 
 def load_impressions(path, teacher: nn.Module, shape) -> dict:

@@ -7,7 +7,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from kd_repro.dafl import DAFLSynthesizer, Generator, train_dafl
+from kd_repro.dafl import DAFLSynthesizer, Generator, load_generator, save_generator, train_dafl
 from kd_repro.hinton import distillation_loss
 from kd_repro.lopes import metadata_records, method_inputs, reconstruction_objectives
 from kd_repro.models import MLP, build_model
@@ -39,6 +39,7 @@ def main(out):
     generated = []
     generator.register_forward_pre_hook(lambda module, args: generated.append(len(args[0])))
     dafl_history = train_dafl(dafl_teacher, dafl_student, generator, 3, batch_size=16, average=0.5)
+    saved = load_generator(save_generator(generator, f"{out}.generator", dafl_teacher), dafl_teacher)  # read by every rank
     first_step = DAFLSynthesizer(Generator(widths=(8, 4)), 16, 1, lr=0.0).synthesize(dafl_teacher)
     first_batch = next(iter(first_step))
     first_step_gradients = {name: p.grad for name, p in first_step.generator.named_parameters()}
@@ -55,7 +56,8 @@ def main(out):
                     "reconstructed_rows": reconstructed_rows, "dafl_student": dafl_student.state_dict(),
                     "generator": generator.state_dict(), "dafl_history": dafl_history,
                     "generated_rows": sum(generated), "first_step_gradients": first_step_gradients,
-                    "first_batch": first_batch._asdict(), "uneven": uneven}, out)
+                    "first_batch": first_batch._asdict(), "uneven": uneven,
+                    "saved_generator": saved.state_dict()}, out)
     if dist.is_initialized():
         dist.destroy_process_group()
 

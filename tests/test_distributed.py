@@ -42,6 +42,8 @@ def test_two_processes_end_where_one_ends(runs):
         torch.testing.assert_close(two["first_batch"][name], a, rtol=1e-4, atol=1e-5, msg=name)
     for name, a in one["first_step_gradients"].items():  # a share per rank, batch statistics over both
         torch.testing.assert_close(two["first_step_gradients"][name], a, rtol=1e-4, atol=1e-6, msg=name)
+    for name, a in two["generator"].items():  # rank 0 wrote it; every rank read it back whole
+        torch.testing.assert_close(two["saved_generator"][name], a, rtol=0, atol=0, msg=name)
     assert one["uneven"] is None and "must split evenly over the 2 processes" in two["uneven"]  # a batch of 15
     # The generator's weights are not compared: its Adam at rate 0.2 divides each gradient by its own size, so a
     # weight whose gradient is float noise (a convolution's bias before batch norm: 0 in exact arithmetic) moves
