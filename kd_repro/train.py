@@ -112,18 +112,15 @@ def save_once(obj, path) -> Path:
     return path
 
 # %% ../nbs/03_train.ipynb #3810708f
-class _SumOverRanks(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, t):
-        total = t.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(total)
-        return total
+def _summed(t: torch.Tensor) -> torch.Tensor:
+    total = t.clone(memory_format=torch.contiguous_format)
+    dist.all_reduce(total)
+    return total
 
-    @staticmethod
-    def backward(ctx, grad):
-        total = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(total)
-        return total
+
+class _SumOverRanks(torch.autograd.Function):
+    forward = staticmethod(lambda ctx, t: _summed(t))
+    backward = staticmethod(lambda ctx, grad: _summed(grad))  # the gradient of a sum reaches every term
 
 
 _SHARED_BATCH = ContextVar("shared_batch", default=False)
@@ -179,11 +176,10 @@ def average_gradients(module: nn.Module):
 
 def whole_batch(share: torch.Tensor, rows: int) -> torch.Tensor:
     "The batch of `rows` rows whose `rank_share` each rank holds, put back together on every rank."
-    rank, size = world()
-    if size == 1:
+    if world()[1] == 1:
         return share
     whole = share.new_zeros(rows, *share.shape[1:])
-    whole[torch.arange(rows).tensor_split(size)[rank]] = share
+    whole[rank_share(torch.arange(rows))] = share
     dist.all_reduce(whole)  # each row is added to zeros only
     return whole
 
