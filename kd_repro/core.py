@@ -284,6 +284,12 @@ def git_commit(folder: Path | None = None) -> str:
     return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
 
 # %% ../nbs/00_core.ipynb #4010c1b4
+def _processes() -> int:
+    "How many processes ran the notebook: its ranks under `torchrun`, else 1."
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
+
+
 def save_results(notebook: str, rows, *, profile: str, seed: int = 0, seeds=None, data=None,
                  seconds=None, title: str | None = None, out_dir=None) -> Path:
     "Write the rows of one notebook run, with their provenance, to `<report dir>/results/<notebook>.json`."
@@ -295,7 +301,7 @@ def save_results(notebook: str, rows, *, profile: str, seed: int = 0, seeds=None
             raise ValueError(f"result row {r} lacks {sorted(missing)}; build rows with `result_row`")
     record = {"notebook": notebook, "title": title, "profile": profile, "seed": seed,
               "seeds": list(seeds) if seeds is not None else [seed], "commit": git_commit(),
-              "device": str(get_device()), "torch": torch.__version__,
+              "device": str(get_device()), "processes": _processes(), "torch": torch.__version__,
               "seconds": _finite_or_none(seconds), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
               "data": data or {}, "rows": rows}
     path = report_dir(profile, out_dir) / "results" / f"{notebook}.json"

@@ -236,8 +236,8 @@ def train_dafl(teacher: nn.Module,  # the fixed network; a `FeatureNet` when `ac
     if averaged is not None:
         averaged.update_parameters(student)  # the last step's weights
         student.load_state_dict(averaged.module.state_dict())
-    return [{"iteration": i + 1, "student": loss.item(), **parts}
-            for i, (loss, parts) in enumerate(zip(student_losses, source.history))]
+    whole_batch_losses = over_ranks([loss.item() for loss in student_losses])  # each rank's share: their mean
+    return [{"iteration": i + 1, "student": loss, **parts} for i, (loss, parts) in enumerate(zip(whole_batch_losses, source.history))]
 
 # %% ../nbs/13_dafl.ipynb #6e648ca0
 class GeneratorSynthesizer(Synthesizer):

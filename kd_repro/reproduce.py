@@ -10,7 +10,9 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +24,9 @@ import pandas as pd
 from .core import PROFILES, SETTINGS_MODULES, get_profile, load_results, project_root, settings_table
 
 # %% auto #0
-__all__ = ['NOTEBOOK_PATTERN', 'README_START', 'README_END', 'short_name', 'list_notebooks', 'NotebookRun', 'run_notebook',
-           'results_table', 'results_markdown', 'data_sources', 'refresh_readme', 'readme_body', 'stages', 'reproduce',
-           'settings_text', 'main']
+__all__ = ['NOTEBOOK_PATTERN', 'RANKS_TAG', 'README_START', 'README_END', 'short_name', 'list_notebooks', 'NotebookRun',
+           'with_ranks_cell', 'run_notebook', 'results_table', 'results_markdown', 'data_sources', 'refresh_readme',
+           'readme_body', 'stages', 'on_every_rank', 'reproduce', 'settings_text', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #b5dd677c
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_(\w+)\.ipynb$")
@@ -81,8 +83,23 @@ def _environ(**values):
             os.environ.pop(k) if v is None else os.environ.update({k: v})
 
 
-def run_notebook(path, profile: str, out_dir, seed: int = 0) -> NotebookRun:
-    "Execute notebook `path` under `profile` into `out_dir`, with papermill's `parameters` cell."
+RANKS_TAG = "injected-ranks"
+
+
+def with_ranks_cell(path, group: str):
+    "Notebook `path` with a first cell that joins its kernel to the other ranks' kernels as process group `group`."
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    cell = nbformat.v4.new_code_cell(f"# Injected by kd_repro reproduce under torchrun\n"
+                                     f"from kd_repro.train import join_ranks\n\njoin_ranks({group!r})")
+    cell.metadata["tags"] = [RANKS_TAG]
+    nb.cells.insert(0, cell)
+    return nb
+
+
+def run_notebook(path, profile: str, out_dir, seed: int = 0, group: str | None = None) -> NotebookRun:
+    "Execute notebook `path` under `profile` into `out_dir`, with papermill's `parameters` cell (joined to the other ranks as `group`)."
     import papermill
 
     path, out_dir = Path(path), Path(out_dir)
@@ -92,7 +109,8 @@ def run_notebook(path, profile: str, out_dir, seed: int = 0) -> NotebookRun:
     start = time.perf_counter()
     try:
         with _environ(KD_REPRO_REPORT="1"):
-            papermill.execute_notebook(str(path), str(output), kernel_name="python3", language="python", cwd=str(path.parent),
+            papermill.execute_notebook(with_ranks_cell(path, group) if group else str(path), str(output),
+                                       kernel_name="python3", language="python", cwd=str(path.parent),
                                        parameters={"profile": profile, "seed": seed, "out_dir": str(out_dir.resolve())},
                                        progress_bar=False, log_output=False)
     except Exception as e:  # papermill raises for failing cells and for kernels that die
@@ -129,6 +147,10 @@ def results_table(record: dict) -> str:
     return "\n\n".join(parts)
 
 
+def _processes_label(record: dict) -> str:
+    return f" × {record['processes']} processes" if record.get("processes", 1) > 1 else ""
+
+
 def results_markdown(out_dir, profile: str) -> str:
     "The body of RESULTS.md: the run table and every notebook's results saved in `out_dir/results`."
     out_dir = Path(out_dir)
@@ -151,7 +173,7 @@ def results_markdown(out_dir, profile: str) -> str:
     for name, rec in records.items():
         title = f" — {rec['title']}" if rec.get("title") else ""
         lines += ["", f"## {name}{title}", "",
-                  f"seed(s) {rec.get('seeds')}, device {rec.get('device')}, torch {rec.get('torch')}, "
+                  f"seed(s) {rec.get('seeds')}, device {rec.get('device')}{_processes_label(rec)}, torch {rec.get('torch')}, "
                   f"{_fmt(rec.get('seconds'), 1)} s", "", data_sources(rec), "",
                   results_table(rec) if rec["rows"] else "(no rows)"]
     return "\n".join(lines) + "\n"
@@ -222,13 +244,19 @@ def stages(notebooks: list[Path]) -> list[tuple[list[Path], bool]]:
     return groups
 
 
+def on_every_rank(notebook: Path) -> bool:
+    "Under torchrun, whether every rank runs `notebook` together: the shared and paper notebooks; the tooling ones (9x, e.g. timings of one process) run on rank 0 alone."
+    return notebook.name[0] != "9"
+
+
 def _run_group(group, parallel, jobs, run):
     "Run `run(notebook)` over `group`: in `jobs` kernels of cores // jobs threads each when `parallel`, else one by one."
     if not parallel or jobs == 1 or len(group) == 1:
         for nb in group:
             run(nb)
         return
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    processes_here = jobs * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # torchrun's ranks on this machine
+    threads = str(max(1, (os.cpu_count() or 1) // processes_here))
     with _environ(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads), ThreadPoolExecutor(jobs) as pool:
         list(pool.map(run, group))
 
@@ -236,19 +264,26 @@ def _run_group(group, parallel, jobs, run):
 def reproduce(profile: str = "quick", only=None, out="reports", seed: int = 0, nbs_dir=None,
               readme=None, log=print, jobs: int = 1) -> int:
     "Run the notebooks (the paper notebooks `jobs` at a time), write `<out>/<profile>/RESULTS.md`; 0 if all succeeded, else 1."
+    from kd_repro.train import gather_shares, join_ranks
+
     get_profile(profile)
     if jobs < 1:
         raise ValueError(f"--jobs must be ≥ 1, got {jobs}")
     notebooks = list_notebooks(nbs_dir, only)
     _absolute_env_paths()
-    out_dir = Path(out) / profile
+    rank, size = join_ranks("kd_repro reproduce", backend="gloo")  # under torchrun: the ranks' failures are shared at the end
+    out_dir = Path(out) / profile if rank == 0 else Path(tempfile.mkdtemp(prefix=f"kd_repro-rank{rank}-")) / profile
     out_dir.mkdir(parents=True, exist_ok=True)
+    log = log if rank == 0 else (lambda *args, **kwargs: None)
     runs, lock = [], threading.Lock()
 
     def run(nb):
-        i = notebooks.index(nb) + 1
-        log(f"[{i}/{len(notebooks)}] {nb.stem} ({profile}) ...", flush=True)
-        result = run_notebook(nb, profile, out_dir, seed)
+        i, ranks = notebooks.index(nb) + 1, size if on_every_rank(nb) else 1
+        if rank >= ranks:
+            return
+        log(f"[{i}/{len(notebooks)}] {nb.stem} ({profile}{f', {ranks} processes' if ranks > 1 else ''}) ...", flush=True)
+        with _environ(WORLD_SIZE=str(ranks)):  # a notebook run on rank 0 alone sees one process
+            result = run_notebook(nb, profile, out_dir, seed, group=f"{profile}/{seed}/{nb.stem}" if ranks > 1 else None)
         with lock:
             runs.append(result)
             _record_runs(out_dir, [result])
@@ -258,14 +293,19 @@ def reproduce(profile: str = "quick", only=None, out="reports", seed: int = 0, n
     with _environ(KD_REPRO_REPORT="1"):  # set once: kernels started from several threads all inherit it
         for group, parallel in stages(notebooks):
             _run_group(group, parallel, jobs, run)
-    (out_dir / "RESULTS.md").write_text(results_markdown(out_dir, profile), encoding="utf-8")
-    log(f"wrote {out_dir / 'RESULTS.md'}")
-    if readme is not None and refresh_readme(readme, readme_body(out_dir, profile)):
-        log(f"refreshed the results table in {readme}")
-    failed = [r for r in runs if not r.ok]
-    for r in failed:
-        log(f"error: notebook {r.notebook} failed in cell {r.cell}: {r.error} (executed copy: {r.output})")
-    return 1 if failed else 0
+    if rank == 0:
+        (out_dir / "RESULTS.md").write_text(results_markdown(out_dir, profile), encoding="utf-8")
+        log(f"wrote {out_dir / 'RESULTS.md'}")
+        if readme is not None and refresh_readme(readme, readme_body(out_dir, profile)):
+            log(f"refreshed the results table in {readme}")
+    failed = gather_shares({rank: [r for r in runs if not r.ok]}, size)  # every rank's failures, on every rank
+    for r, failures in enumerate(failed):
+        for f in failures:
+            log(f"error: notebook {f.notebook} failed{f' on rank {r}' if size > 1 else ''} in cell {f.cell}: {f.error} "
+                f"(executed copy: {f.output})")
+    if rank != 0 and not failed[rank]:
+        shutil.rmtree(out_dir.parent)  # this rank's copies of the notebooks: kept only where one failed
+    return 1 if any(failed) else 0
 
 # %% ../nbs/90_reproduce.ipynb #5c33764a
 def _parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@
 # %% ../nbs/03_train.ipynb #086c82ff
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import fcntl
 import functools
@@ -12,13 +13,18 @@ import hashlib
 import io
 import json
 import os
+import random
+import shutil
 import sys
+import tempfile
 import warnings
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable, Iterable, NamedTuple
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -30,14 +36,14 @@ from .data import NUM_CLASSES, get_dataset, get_loader
 from .models import build_model, features_of
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'world', 'rank_share', 'data_parallel', 'over_ranks', 'everyone', 'my_indices', 'gather_shares',
-           'atomic_save', 'save_once', 'shared_batch', 'sum_over_ranks', 'batch_mean', 'RankBatchNorm2d',
-           'average_gradients', 'whole_batch', 'SummaryBar', 'progress', 'channels_last', 'evaluate', 'make_optimizer',
-           'make_schedule', 'StepDecay', 'step_decay', 'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet',
-           'SynthesizedSet', 'TaughtBatch', 'TaughtSet', 'NoiseSynthesizer', 'frozen', 'optimise_inputs',
-           'teacher_fingerprint', 'distill', 'trained_student', 'method_row', 'reference_rows', 'teacher_key',
-           'key_hash', 'load_checkpoint', 'cache_lock', 'save_checkpoint', 'cached_inputs', 'train_teacher',
-           'with_overrides', 'lenet5_teacher']
+__all__ = ['CACHE_FORMAT', 'world', 'join_ranks', 'rank_share', 'data_parallel', 'over_ranks', 'everyone', 'my_indices',
+           'gather_shares', 'from_rank_zero', 'atomic_save', 'shared_folder', 'save_once', 'shared_batch',
+           'sum_over_ranks', 'batch_mean', 'RankBatchNorm2d', 'average_gradients', 'whole_batch', 'SummaryBar',
+           'progress', 'channels_last', 'evaluate', 'make_optimizer', 'make_schedule', 'StepDecay', 'step_decay',
+           'EpochCheckpoint', 'fit', 'Synthesizer', 'TransferSet', 'SynthesizedSet', 'TaughtBatch', 'TaughtSet',
+           'NoiseSynthesizer', 'frozen', 'optimise_inputs', 'teacher_fingerprint', 'distill', 'trained_student',
+           'method_row', 'reference_rows', 'teacher_key', 'key_hash', 'load_checkpoint', 'cache_lock',
+           'save_checkpoint', 'cached_inputs', 'train_teacher', 'with_overrides', 'lenet5_teacher']
 
 # %% ../nbs/03_train.ipynb #8f27bc37
 def world() -> tuple[int, int]:
@@ -45,6 +51,29 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def join_ranks(name: str = "kd_repro", backend: str | None = None, timeout_minutes: float = 30) -> tuple[int, int]:
+    "Join the peers a launcher started (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) as process group `name`, every rank in rank 0's random state: `world()`."
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1 or dist.is_initialized():
+        return world()
+    missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"WORLD_SIZE is {size} but {', '.join(missing)} is not set: start the processes with torchrun")
+    rank, timeout = int(os.environ["RANK"]), timedelta(minutes=timeout_minutes)
+    hosted_by_launcher = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent serves the store
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), size,
+                          is_master=rank == 0 and not hosted_by_launcher, timeout=timeout)
+    backend = backend or ("nccl" if get_device().type == "cuda" else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend, store=dist.PrefixStore(name, store), rank=rank,
+                            world_size=size, timeout=timeout)
+    atexit.register(dist.destroy_process_group)  # a process that exits with its group alive aborts
+    states = from_rank_zero((torch.get_rng_state(), np.random.get_state(), random.getstate()))
+    torch.set_rng_state(states[0]); np.random.set_state(states[1]); random.setstate(states[2])  # unseeded code draws alike
+    return world()
 
 
 def rank_share(rows: torch.Tensor | None) -> torch.Tensor | None:
@@ -57,9 +86,11 @@ def data_parallel(module: nn.Module) -> nn.Module:
     "`module` in `DistributedDataParallel` when several processes train it (gradients averaged over ranks), else itself."
     if world()[1] == 1 or not any(p.requires_grad for p in module.parameters()):
         return module
+    for t in (*module.parameters(), *module.buffers()):  # rank 0's weights on every rank, one tensor at a time: DDP's
+        dist.broadcast(t.data, 0)                         # own coalesced broadcast refuses channels-last 1×1 kernels
     device = next(module.parameters()).device
     return nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                               find_unused_parameters=True)
+                                               find_unused_parameters=True, init_sync=False)
 
 
 def over_ranks(values: list[float], op: str = "mean") -> list[float]:
@@ -94,12 +125,34 @@ def gather_shares(mine: dict, n: int) -> list:
     return [merged[i] for i in range(n)]
 
 
+def from_rank_zero(value):
+    "Rank 0's `value` on every rank (`value` itself in a single process)."
+    return gather_shares({0: value} if world()[0] == 0 else {}, 1)[0]
+
+
 def atomic_save(obj, path: Path):
     "`torch.save` through a temporary file and a rename: a crash mid-write never leaves half a file at `path`."
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     torch.save(obj, tmp)
     tmp.replace(path)
+
+
+@contextmanager
+def shared_folder():
+    "A temporary folder in the cache that every rank sees (rank 0 makes it), removed once every rank has left the block."
+    rank = world()[0]
+    folder = Path(from_rank_zero(tempfile.mkdtemp(prefix="shared-", dir=cache_dir()) if rank == 0 else None))
+    try:
+        yield folder
+    except BaseException:  # no waiting for the other ranks: they fail in turn when this process ends
+        if rank == 0:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    everyone(True)  # every rank is done with it
+    if rank == 0:
+        shutil.rmtree(folder, ignore_errors=True)
+    everyone(True)  # and on every rank it is gone
 
 
 def save_once(obj, path) -> Path:
@@ -330,12 +383,10 @@ class EpochCheckpoint:
         self.generators = [g for g in generators if isinstance(g, torch.Generator)]  # the batches' shuffles
 
     def save(self, history: list[dict]):
-        if world()[0] != 0:
-            return
         state = {"history": history, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
                  "rng": torch.get_rng_state(), "generators": [g.get_state() for g in self.generators]}
-        atomic_save(state, self.path)
+        save_once(state, self.path)
 
     def load(self) -> list[dict]:
         "The epochs done so far, every state put back; `[]` when there is no checkpoint yet."
@@ -704,11 +755,9 @@ def cache_lock(path: Path):
 
 
 def save_checkpoint(path: Path, key: dict, model: nn.Module, info: dict):
-    "Write atomically (rank 0 only): a crash mid-write leaves no half checkpoint."
-    if world()[0] != 0:
-        return
+    "Write atomically (rank 0 alone; every rank waits for it): a crash mid-write leaves no half checkpoint."
     plain = lambda record: json.loads(json.dumps(record, default=str))  # loadable with weights_only=True
-    atomic_save({"key": plain(key), "state_dict": model.state_dict(), "info": plain(info)}, path)
+    save_once({"key": plain(key), "state_dict": model.state_dict(), "info": plain(info)}, path)
 
 
 def cached_inputs(kind: str, teacher: nn.Module, recipe: dict, make: Callable, folder: str = "synthetic"
@@ -726,10 +775,9 @@ def cached_inputs(kind: str, teacher: nn.Module, recipe: dict, make: Callable, f
             return saved["record"], saved["seconds"], True
         with timer() as t:
             record = make()
-        if world()[0] == 0:
-            atomic_save({"record": record, "seconds": t.seconds, "recipe": json.loads(json.dumps(recipe, default=str))},
-                        path)
-    return record, t.seconds, False
+        seconds = from_rank_zero(t.seconds)  # what the file keeps
+        save_once({"record": record, "seconds": seconds, "recipe": json.loads(json.dumps(recipe, default=str))}, path)
+    return record, seconds, False
 
 
 

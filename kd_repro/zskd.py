@@ -14,8 +14,8 @@ from torch import nn
 
 from .core import cache_dir, check_matrix, setting, timer
 from .data import NORMALIZATION, to_inputs
-from .train import (SynthesizedSet, frozen, gather_shares, key_hash, my_indices, optimise_inputs, save_once,
-                            teacher_fingerprint)
+from .train import (SynthesizedSet, everyone, from_rank_zero, frozen, gather_shares, key_hash, my_indices,
+                            optimise_inputs, save_once, teacher_fingerprint)
 
 # %% auto #0
 __all__ = ['SETTINGS', 'RECIPE', 'ZSKDSettings', 'class_similarity', 'concentration', 'sample_targets', 'synthesize_impressions',
@@ -170,15 +170,16 @@ def cached_impressions(teacher: nn.Module, dataset: str, settings: ZSKDSettings,
     "DIs for `targets` as (record, cached, seconds): loaded when this teacher's were made with this recipe before, else synthesised."
     recipe = {**{k: getattr(settings, k) for k in RECIPE}, "seed": seed, **(extra or {})}
     path = cache_dir() / "zskd" / f"{dataset}-{teacher_fingerprint(teacher)}-{key_hash(recipe)}.pt"
-    if path.exists():
+    if everyone(path.exists()):  # every rank reads it, or every rank makes it
         record = load_impressions(path, teacher, shape)
         return record, True, record["seconds"]
     with timer() as t:
         images = synthesize_impressions(teacher, targets, shape, *NORMALIZATION[dataset], T=settings.T,
                                         steps=settings.steps, lr=settings.lr, batch_size=settings.synthesis_batch,
                                         seed=seed, warm_start=warm_start, classes=classes)
-    save_impressions(path, images, targets, classes, betas, teacher, t.seconds)
-    return {"images": images, "targets": targets, "classes": classes, "betas": betas}, False, t.seconds
+    seconds = from_rank_zero(t.seconds)  # what the file keeps
+    save_impressions(path, images, targets, classes, betas, teacher, seconds)
+    return {"images": images, "targets": targets, "classes": classes, "betas": betas}, False, seconds
 
 
 class ImpressionSynthesizer(SynthesizedSet):

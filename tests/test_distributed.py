@@ -36,7 +36,7 @@ def test_two_processes_end_where_one_ends(runs):
     for history in ("fit", "distill"):
         assert [r["loss"] for r in two[history]] == pytest.approx([r["loss"] for r in one[history]], rel=1e-4)
     assert two["generated_rows"] * 2 == one["generated_rows"] == 3 * 16  # each rank generated half of every batch
-    for loss in ("one_hot", "activation", "entropy"):  # the whole batch's generator losses
+    for loss in ("one_hot", "activation", "entropy", "student"):  # the whole batch's losses
         assert [r[loss] for r in two["dafl_history"]] == pytest.approx([r[loss] for r in one["dafl_history"]], rel=1e-4)
     for name, a in one["first_batch"].items():  # the whole batch, put back together on every rank
         torch.testing.assert_close(two["first_batch"][name], a, rtol=1e-4, atol=1e-5, msg=name)

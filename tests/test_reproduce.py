@@ -1,4 +1,6 @@
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +93,45 @@ def test_report_notebooks_keep_one_summary_line_per_training_run(tmp_path):
     text = "".join(o.get("text", "") for o in cells[-1].outputs)
     assert text.startswith("teacher demo: 500/500 in ") and text.strip().endswith("(loss=0.25)"), text
     assert len(text.strip().splitlines()) == 1 and "it/s" not in text
+
+
+def _under_torchrun(*args, processes=2):
+    "`kd_repro reproduce ARGS` started by torchrun as `processes` ranks on this CPU (gloo)."
+    cli = Path(sys.executable).parent / "kd_repro"
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                           str(cli), "reproduce", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "KD_REPRO_PROGRESS": "0"})
+
+
+def test_under_torchrun_every_rank_runs_each_notebook_and_rank_zero_reports_every_failure(tmp_path):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "10_ranks.ipynb", "import torch\n"
+                                      "from kd_repro.core import result_row, save_results\n"
+                                      "from kd_repro.train import from_rank_zero, over_ranks\n"
+                                      "drawn = torch.rand(1).item()  # unseeded\n"
+                                      "alike = over_ranks([float(from_rank_zero(drawn) == drawn)], 'sum')[0]\n"
+                                      "save_results('10_ranks', [result_row('Table 1', 'ranks that ran it', "
+                                      "over_ranks([1.0], 'sum')[0], None), result_row('Table 1', 'ranks that drew "
+                                      "rank 0 number', alike, None)], profile=profile, out_dir=out_dir)")
+    _notebook(nbs / "11_rank_one_fails.ipynb", "import os\nassert os.environ['RANK'] == '0', 'rank 1 fails on purpose'")
+    done = _under_torchrun("--profile", "smoke", "--nbs", str(nbs), "--out", str(tmp_path / "reports"))
+    assert done.returncode != 0, done.stdout[-2000:]
+    out = tmp_path / "reports" / "smoke"
+    record = json.loads((out / "results" / "10_ranks.json").read_text())
+    assert record["processes"] == 2 and record["rows"][0]["reproduced"] == 2.0  # both kernels joined one group
+    assert record["rows"][1]["reproduced"] == 2.0  # and continued from rank 0's random state
+    first = nbformat.read(out / "10_ranks.ipynb", as_version=4).cells[0]
+    assert first.metadata.tags == ["injected-ranks"] and "join_ranks('smoke/0/10_ranks')" in first.source
+    assert "× 2 processes" in (out / "RESULTS.md").read_text()
+    assert "11_rank_one_fails failed on rank 1" in done.stdout and "rank 1 fails on purpose" in done.stdout
+    assert "failed on rank 0" not in done.stdout
+    kept = re.search(r"executed copy: (\S+)\)", done.stdout.split("failed on rank 1")[1]).group(1)
+    assert Path(kept).exists() and not Path(kept).is_relative_to(out)  # rank 1's copy, outside the report
+
+
+def test_a_paper_notebook_passes_its_own_checks_under_torchrun(tmp_path):
+    done = _under_torchrun("--profile", "smoke", "--only", "train", "--out", str(tmp_path / "reports"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    record = json.loads((tmp_path / "reports" / "smoke" / "results" / "03_train.json").read_text())
+    assert record["processes"] == 2
