@@ -208,6 +208,11 @@ class RankBatchNorm2d(nn.BatchNorm2d):
         super().__init__(num_features, eps, affine=affine, track_running_stats=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and self.num_features % 16 and x.is_contiguous(memory_format=torch.channels_last):
+            return self._normalise(x.contiguous()).contiguous(memory_format=torch.channels_last)  # see below
+        return self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         if not _SHARED_BATCH.get():
             return super().forward(x)
         mean = batch_mean(x.mean((2, 3)))[:, None, None]  # every image has H × W values per channel
