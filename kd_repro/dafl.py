@@ -134,7 +134,10 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"expected latent codes (B, {self.latent_dim}), got {tuple(z.shape)}")
-        return self.blocks(self.project(z).view(len(z), -1, self.init_size, self.init_size))
+        start = self.project(z).view(len(z), -1, self.init_size, self.init_size)
+        if self.blocks[2].weight.is_contiguous(memory_format=torch.channels_last):  # held channels-last: the map too
+            start = start.contiguous(memory_format=torch.channels_last)
+        return self.blocks(start)
 
 # %% ../nbs/13_dafl.ipynb #6b399ba7
 class DAFLSynthesizer(Synthesizer):
