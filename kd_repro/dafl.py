@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import math
 from pathlib import Path
 
@@ -18,12 +20,13 @@ from .core import check_matrix, setting
 from .hinton import kd_loss
 from .models import with_features
 from .train import (RankBatchNorm2d, Synthesizer, TaughtBatch, average_gradients, batch_mean, channels_last, distill,
-                             frozen, over_ranks, rank_share, save_once, shared_batch, step_decay, teacher_fingerprint, whole_batch, world)
+                             frozen, key_hash, over_ranks, rank_share, save_once, shared_batch, step_decay, teacher_fingerprint, whole_batch,
+                             world)
 
 # %% auto #0
 __all__ = ['SETTINGS', 'LOSS_MODES', 'DAFL_WEIGHTS', 'DAFLSettings', 'one_hot_loss', 'activation_loss',
            'information_entropy_loss', 'generator_losses', 'weighted_loss', 'Generator', 'DAFLSynthesizer',
-           'train_dafl', 'GeneratorSynthesizer', 'save_generator', 'load_generator']
+           'train_dafl', 'GeneratorSynthesizer', 'code_version', 'save_generator', 'load_generator']
 
 # %% ../nbs/13_dafl.ipynb #0db44307
 @dataclasses.dataclass(frozen=True)
@@ -254,14 +257,21 @@ class GeneratorSynthesizer(Synthesizer):
         return self.generator(torch.randn(n, self.generator.latent_dim, generator=self.latent))
 
 
+def code_version() -> str:
+    "A hash of the source of `kd_repro.dafl` and `kd_repro.train`, the code that trains a DAFL run."
+    modules = [importlib.import_module(name) for name in ("kd_repro.dafl", "kd_repro.train")]
+    return key_hash({module.__name__: inspect.getsource(module) for module in modules})
+
+
 def save_generator(generator: Generator, path, teacher: nn.Module | None = None, seconds: float | None = None) -> Path:
-    "Write the generator's configuration and weights (its teacher's fingerprint, the seconds its training took) to `path` (rank 0, atomically)."
+    "Write the generator's configuration and weights (its teacher's fingerprint, the code's version, the seconds its training took) to `path` (rank 0, atomically)."
     return save_once({"config": generator.config, "state": generator.state_dict(), "seconds": seconds,
-                      "teacher": teacher_fingerprint(teacher) if teacher is not None else None}, path)
+                      "teacher": teacher_fingerprint(teacher) if teacher is not None else None, "code": code_version()},
+                     path)
 
 
-def load_generator(path, teacher: nn.Module | None = None) -> Generator:
-    "Rebuild a saved generator; with `teacher`, refuse one trained against another teacher."
+def load_generator(path, teacher: nn.Module | None = None, same_code: bool = False) -> Generator:
+    "Rebuild a saved generator; with `teacher`, refuse one trained against another teacher; `same_code`: one made by other code."
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         generator, state = Generator(**saved["config"]), saved["state"]
@@ -275,5 +285,8 @@ def load_generator(path, teacher: nn.Module | None = None) -> Generator:
     if teacher is not None and saved["teacher"] not in (None, teacher_fingerprint(teacher)):
         raise ValueError(f"{path} was trained against another teacher (fingerprint {saved['teacher']}, this "
                          f"teacher {teacher_fingerprint(teacher)}): train a generator for this teacher")
+    if same_code and saved.get("code") != code_version():
+        raise ValueError(f"{path} was made by another version of kd_repro's DAFL code (kd_repro.dafl, kd_repro.train): "
+                         f"train the generator again")
     generator.train_seconds = saved.get("seconds")
     return generator

@@ -75,6 +75,18 @@ def test_generator_file_roundtrip_feeds_distill(tmp_path):
         load_generator(tmp_path / "stale.pt")
 
 
+def test_a_cache_of_generators_refuses_one_made_by_other_code(tmp_path):
+    teacher, generator = build_model("lenet5"), Generator(image_size=28, widths=(8, 4))
+    path = save_generator(generator, tmp_path / "g.pt", teacher)
+    assert load_generator(path, teacher, same_code=True).config == generator.config
+    older = torch.load(path, weights_only=True)
+    older["code"] = "0123456789abcdef"  # as if saved before a change to kd_repro.dafl or kd_repro.train
+    torch.save(older, tmp_path / "older.pt")
+    assert load_generator(tmp_path / "older.pt", teacher).config == generator.config  # reusable by default
+    with pytest.raises(ValueError, match="another version of kd_repro's DAFL code"):
+        load_generator(tmp_path / "older.pt", teacher, same_code=True)
+
+
 def test_activation_loss_reads_the_named_stage():
     "The authors' LeNet-5 puts the activation loss on c5 (`fc1`), not on the classifier's input."
     histories = {}
