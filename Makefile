@@ -7,14 +7,15 @@ JOBS ?= 1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kd_repro-installed
 
-.PHONY: help data report test export clean venv
+.PHONY: help data report test gpu-check export clean venv
 
 help:
-	@echo "make data     check the profile's data sets, installing what a package registry serves (PROFILE=quick)"
-	@echo "make report   run every notebook (PROFILE=quick|smoke|paper, ONLY=hinton,dafl, JOBS=2) into reports/<profile>/"
-	@echo "make test     unit tests, every notebook in the smoke profile, export sync"
-	@echo "make export   nbdev_export + nbdev_clean (run before every commit)"
-	@echo "make clean    remove the smoke reports and python caches"
+	@echo "make data       check the profile's data sets, installing what a package registry serves (PROFILE=quick)"
+	@echo "make report     run every notebook (PROFILE=quick|smoke|paper, ONLY=hinton,dafl, JOBS=2) into reports/<profile>/"
+	@echo "make test       unit tests, every notebook in the smoke profile, export sync"
+	@echo "make gpu-check  run the CUDA paths once on a GPU (on a CPU: the same paths there); reports/quick/results/gpu_check_<device>.json"
+	@echo "make export     nbdev_export + nbdev_clean (run before every commit)"
+	@echo "make clean      remove the smoke reports and python caches"
 
 venv: $(STAMP)
 
@@ -34,6 +35,9 @@ report: data
 test: $(STAMP)
 	$(BIN)/kd_repro data --profile smoke
 	$(BIN)/python -m pytest
+
+gpu-check: $(STAMP)
+	$(BIN)/kd_repro gpu-check
 
 export: $(STAMP)
 	$(BIN)/nbdev_export

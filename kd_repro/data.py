@@ -14,6 +14,7 @@ import pickle
 import shutil
 import subprocess
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,30 +28,52 @@ from .core import cache_dir, data_dir, get_profile
 # %% auto #0
 __all__ = ['OFFICIAL_SLICES', 'SUBSETS', 'KNOWN_CHECKSUMS', 'IDX_FILES', 'FOLDER_NAMES', 'DEBIAN_FASHION', 'CIFAR_FOLDERS',
            'CIFAR_FILES', 'SHIPPED', 'SHIPPED_SUBSETS', 'TORCHVISION_NAMES', 'NORMALIZATION', 'NUM_CLASSES',
-           'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'APT_PACKAGES', 'DataUnavailable', 'read_idx', 'write_idx',
-           'content_checksum', 'md5', 'from_folder', 'write_cifar_batch', 'from_shipped', 'from_torchvision',
-           'from_packages', 'ImageDataset', 'to_inputs', 'to_pixels', 'random_shift', 'random_affine', 'random_mixup',
-           'get_augmentation', 'profile_data', 'get_dataset', 'describe', 'apt_install', 'ensure_data', 'get_loader']
+           'AUGMENTATIONS', 'SOURCES', 'HOW_TO_GET', 'APT_PACKAGES', 'DataUnavailable', 'BadDataFile',
+           'BadDataFileWarning', 'read_idx', 'write_idx', 'content_checksum', 'md5', 'from_folder', 'write_cifar_batch',
+           'from_shipped', 'from_torchvision', 'from_packages', 'ImageDataset', 'to_inputs', 'to_pixels',
+           'random_shift', 'random_affine', 'random_mixup', 'get_augmentation', 'profile_data', 'get_dataset',
+           'describe', 'apt_install', 'ensure_data', 'get_loader']
 
 # %% ../nbs/01_data.ipynb #a5cc1bc1
 class DataUnavailable(FileNotFoundError):
     "A data set that none of kd_repro's sources could provide; the message says where it looked."
 
 
+class BadDataFile(ValueError):
+    "A data file that is there but cannot be read (not gzip, cut short, not the format its name says); names the file."
+
+
+class BadDataFileWarning(UserWarning):
+    "A source skipped because one of its files is a `BadDataFile`; the next source is tried."
+
+
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _gunzipped(path: Path) -> bytes:
+    "The bytes of `path`, decompressed if its name ends in .gz; a `BadDataFile` that names it when they are not gzip."
+    raw = path.read_bytes()
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:  # not gzip: BadGzipFile (an OSError); cut short: EOFError
+        what = "a truncated or damaged gzip file" if raw[:2] == b"\x1f\x8b" else "not a gzip file"
+        raise BadDataFile(f"{path} is {what} ({type(e).__name__}: {e}); delete it or download it again") from None
+
+
 def read_idx(path) -> np.ndarray:
-    "The array in an idx file (`.gz` or raw)."
+    "The array in an idx file (`.gz` or raw); a `BadDataFile` naming the file when it cannot be read."
     path = Path(path)
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    raw = _gunzipped(path)
     if len(raw) < 4 or raw[0] or raw[1] or raw[2] not in _IDX_TYPES:
-        raise ValueError(f"{path} is not an idx file (bad magic number {raw[:4].hex()})")
+        raise BadDataFile(f"{path} is not an idx file (bad magic number {raw[:4].hex()}); delete it or download it again")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=_IDX_TYPES[raw[2]], offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: header says {shape}, found {data.size} values")
+        raise BadDataFile(f"{path} is truncated: its header says {shape}, it holds {data.size} values; "
+                          f"delete it or download it again")
     return data.reshape(shape)
 
 
@@ -109,7 +132,10 @@ def _idx_source(name, split, folders, source):
     for folder in folders:
         images, labels = _find_idx(folder, split, "images"), _find_idx(folder, split, "labels")
         if images and labels:
-            return read_idx(images), read_idx(labels), {
+            x, y = read_idx(images), read_idx(labels)
+            if len(x) != len(y):
+                raise BadDataFile(f"{images} holds {len(x)} images but {labels} holds {len(y)} labels")
+            return x, y, {
                 "source": source, "path": str(images.parent),
                 "files": {p.name: md5(p) for p in (images, labels)}}
     return None
@@ -138,8 +164,12 @@ def _cifar_source(name, split, folder: Path, source):
         return None
     images, labels = [], []
     for f in files:
-        with open(f, "rb") as fh:
-            batch = pickle.load(fh, encoding="latin1")
+        try:
+            with open(f, "rb") as fh:
+                batch = pickle.load(fh, encoding="latin1")
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+            raise BadDataFile(f"{f} is not a CIFAR python batch ({type(e).__name__}: {e}); delete it or download "
+                              f"the data set again") from None
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch["labels" if name == "cifar10" else "fine_labels"]))
     return np.concatenate(images), np.concatenate(labels), {
@@ -363,14 +393,21 @@ def _verify(name, split, subset, images, labels, record) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _load(name, split, subset, root):
+    unreadable = []
     for source in SOURCES:
-        found = source(name, split, subset, root)
+        try:
+            found = source(name, split, subset, root)
+        except BadDataFile as e:  # the next source may have it; the user is told which file to replace
+            warnings.warn(f"{name} {split}: {source.__name__} skipped: {e}. Trying the next source.", BadDataFileWarning)
+            unreadable.append(str(e))
+            continue
         if found is not None:
             images, labels, record = found
             return images, labels, _verify(name, split, subset, images, labels, record)
     looked = [f"{root or '(KD_REPRO_DATA unset)'}", "the files shipped with kd_repro", "torchvision download" + (
         " (disabled by KD_REPRO_OFFLINE)" if os.environ.get("KD_REPRO_OFFLINE") else " (failed)"), "installed packages"]
-    raise DataUnavailable(f"no source has {name} {split} (subset {subset!r}): looked in {'; '.join(looked)}. "
+    bad = f" Unreadable: {'; '.join(unreadable)}." if unreadable else ""
+    raise DataUnavailable(f"no source has {name} {split} (subset {subset!r}): looked in {'; '.join(looked)}.{bad} "
                           f"To get it: {HOW_TO_GET[name]}")
 
 
@@ -451,6 +488,20 @@ def apt_install(package: str, log=print) -> bool:
     return _run_logged(install, log) or (_run_logged(["apt-get", "update", "-q"], log) and _run_logged(install, log))
 
 
+def _load_logging_bad_files(request, log):
+    "`_load(*request)`, with every source skipped for a bad file said through `log` (other warnings pass on)."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _load(*request)
+        finally:
+            for w in caught:
+                if issubclass(w.category, BadDataFileWarning):
+                    log(f"warning: {w.message}")
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _describe_found(name, split, record, count) -> str:
     check = {True: "checksum verified", False: "CHECKSUM DIFFERS", None: "no known checksum"}[record["verified"]]
     return f"{name} {split} ({record['subset']}): {count} images from {record['source']}, {check}"
@@ -464,7 +515,7 @@ def ensure_data(profile: str, install: bool = True, root=None, log=print) -> lis
         for split, subset in splits.items():
             request = (name, split, subset, None if root is None else str(root))
             try:
-                images, _, record = _load(*request)
+                images, _, record = _load_logging_bad_files(request, log)
             except DataUnavailable as error:
                 if not (install and name in APT_PACKAGES and apt_install(APT_PACKAGES[name], log)):
                     missing.append(str(error))

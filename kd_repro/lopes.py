@@ -368,7 +368,7 @@ def _relu_mse(a, t):
 def top_layer_objective(stats: dict, classes: torch.Tensor, generator=None):
     "Loss: squared error between the logits / T and a sample from the class's Gaussian of logits."
     mean, chol = stats["mean"][-1][classes], stats["top_chol"][classes]
-    target = mean + (chol @ torch.randn(*mean.shape, 1, generator=generator)).squeeze(-1)
+    target = mean + (chol @ torch.randn(*mean.shape, 1, generator=generator).to(mean.device)).squeeze(-1)
     return lambda acts: (acts[-1] - target).square().mean(1)
 
 
@@ -376,7 +376,7 @@ def all_layers_objective(stats: dict, classes: torch.Tensor, generator=None, mod
     "Loss: Σ over layers of the width-normalised squared error between ReLU(activation) and ReLU(sampled target)."
     if mode not in ("paper", "code"):
         raise ValueError(f"unknown mode {mode!r}; choose 'paper' (normalised by width once) or 'code' (the authors')")
-    targets = [m[classes] + s[classes] * torch.randn(len(classes), m.shape[1], generator=generator)
+    targets = [m[classes] + s[classes] * torch.randn(len(classes), m.shape[1], generator=generator).to(m.device)
                for m, s in zip(stats["mean"], stats["std"])]
     if mode == "code":
         return lambda acts: sum(_relu_mse(a, t) / a.shape[1] for a, t in zip(acts, targets))
@@ -393,7 +393,7 @@ def spectral_objective(record: dict, model: nn.Module, classes: torch.Tensor, ge
     for names, basis, coeffs, spread in zip(record["groups"], bases, record["coeffs"], spreads):
         target = coeffs.to_dense()[classes]
         if spread is not None:
-            target = target + spread.to_dense()[classes] * torch.randn(target.shape, generator=generator)
+            target = target + spread.to_dense()[classes] * torch.randn(target.shape, generator=generator).to(target.device)
         targets.append(reconstruct(target, basis))
         index.append([record["layers"].index(n) for n in names])
     return lambda acts: sum((torch.cat([acts[i] for i in idx], 1) - t).square().mean(1)
@@ -454,8 +454,9 @@ def among_zeros(acts: list[torch.Tensor], rows: torch.Tensor, n: int) -> list[to
 def reconstruct_inputs(teacher: nn.Module, objective, classes: torch.Tensor, shape, mean, std, *,
                        steps: int = 200, lr: float = 0.05, generator=None) -> torch.Tensor:
     "Optimise noise inputs (one per entry of `classes`) so that `objective(teacher activations)` is small; split over ranks."
-    n, rows = len(classes), my_rows(len(classes))
-    start = noise_inputs(n, shape, mean, std, generator)  # the whole set's noise on every rank
+    device = next(teacher.parameters()).device  # the noise is drawn on the CPU: the same images on any device
+    n, rows = len(classes), my_rows(len(classes)).to(device)
+    start = noise_inputs(n, shape, mean, std, generator).to(device)  # the whole set's noise on every rank
 
     def loss(x):
         acts = among_zeros(layer_activations(teacher, x, objective.T, objective.at), rows, n)

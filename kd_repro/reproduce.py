@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,8 +27,9 @@ from .core import PROFILES, SETTINGS_MODULES, get_profile, load_results, project
 
 # %% auto #0
 __all__ = ['NOTEBOOK_PATTERN', 'RANKS_TAG', 'README_START', 'README_END', 'short_name', 'list_notebooks', 'NotebookRun',
-           'with_ranks_cell', 'run_notebook', 'results_table', 'results_markdown', 'data_sources', 'refresh_readme',
-           'readme_body', 'stages', 'on_every_rank', 'reproduce', 'settings_text', 'main']
+           'with_ranks_cell', 'local_kernel_manager', 'run_notebook', 'results_table', 'results_markdown',
+           'data_sources', 'refresh_readme', 'readme_body', 'stages', 'on_every_rank', 'reproduce', 'settings_text',
+           'main']
 
 # %% ../nbs/90_reproduce.ipynb #b5dd677c
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_(\w+)\.ipynb$")
@@ -98,6 +101,32 @@ def with_ranks_cell(path, group: str):
     return nb
 
 
+@functools.cache
+def local_kernel_manager():
+    """The kernel manager class papermill starts kernels with: over Unix-domain sockets (IPC) where the platform has
+    them, so the kernel opens no network port (over TCP, unencrypted, ipykernel rightly warns on every start)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
+
+    runtime = Path(jupyter_runtime_dir()).resolve()  # private to the user (mode 0700)
+    # a Unix socket's path must fit in 107 bytes: the runtime folder, `kd_repro-<16 hex>-ipc-<port>` and some room
+    ipc = os.name == "posix" and len(str(runtime)) <= 70
+    if ipc:
+        runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self):
+            return "ipc" if ipc else "tcp"
+
+        @default("ip")
+        def _ip_default(self):  # sockets of its own for each kernel: kernels run side by side (--jobs, torchrun)
+            return str(runtime / f"kd_repro-{uuid.uuid4().hex[:16]}-ipc") if self.transport == "ipc" else "127.0.0.1"
+
+    return LocalKernelManager
+
+
 def run_notebook(path, profile: str, out_dir, seed: int = 0, group: str | None = None) -> NotebookRun:
     "Execute notebook `path` under `profile` into `out_dir`, with papermill's `parameters` cell (joined to the other ranks as `group`)."
     import papermill
@@ -112,7 +141,8 @@ def run_notebook(path, profile: str, out_dir, seed: int = 0, group: str | None =
             papermill.execute_notebook(with_ranks_cell(path, group) if group else str(path), str(output),
                                        kernel_name="python3", language="python", cwd=str(path.parent),
                                        parameters={"profile": profile, "seed": seed, "out_dir": str(out_dir.resolve())},
-                                       progress_bar=False, log_output=False)
+                                       progress_bar=False, log_output=False,
+                                       kernel_manager_class=local_kernel_manager())
     except Exception as e:  # papermill raises for failing cells and for kernels that die
         message, cell = _failure(e)
         return NotebookRun(path.stem, False, time.perf_counter() - start, str(output), message, cell, threads)
@@ -324,6 +354,13 @@ def _parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="check (and install where possible) the data a profile needs")
     data.add_argument("--profile", default="quick", help=f"one of {', '.join(PROFILES)} (default quick)")
     data.add_argument("--no-install", action="store_true", help="only check; install nothing")
+    gpu = commands.add_parser("gpu-check", help="run the CUDA paths once on a GPU (without one: the same paths on the "
+                                                "CPU) and write reports/quick/results/gpu_check_<device>.json")
+    gpu.add_argument("--out", default=None, help="report root (default: reports/ in the checkout)")
+    gpu.add_argument("--notebook", default="train", help="the notebook run on the device (quick on CUDA, smoke on the "
+                                                         "CPU; default train); 'none' to skip it")
+    gpu.add_argument("--dafl-batch", type=int, default=512, help="the DAFL timing's batch (default the authors' 512)")
+    gpu.add_argument("--dafl-iterations", type=int, default=5, help="DAFL iterations timed per loop (default 5)")
     return parser
 
 
@@ -381,6 +418,12 @@ def main(argv=None) -> int:
         except ValueError as e:
             print(f"kd_repro data: error: {e}", file=sys.stderr)
             return 2
+    if args.command == "gpu-check":
+        from kd_repro.performance import gpu_check
+        out = Path(args.out) / "quick" if args.out else None
+        checked = gpu_check(out, notebook=None if args.notebook == "none" else args.notebook,
+                            dafl_batch=args.dafl_batch, dafl_iterations=args.dafl_iterations)
+        return 1 if checked["failed"] else 0
     if args.command != "reproduce":
         parser.print_help()
         return 2

@@ -1,5 +1,15 @@
 """Run by tests/test_distributed.py, alone or under `torchrun --nproc_per_node 2`: a tiny fit, distill, evaluate,
-Data Impressions, Lopes reconstructions, a DAFL run and cached teacher; rank 0 saves what came out to the file named on the command line."""
+Data Impressions, Lopes reconstructions, a DAFL run and cached teacher; rank 0 saves what came out to the file named on the command line.
+
+The multi-step runs (fit, distill, Data Impressions, DAFL) are in float64. One process and two sum in different
+orders, so their results agree only to rounding; Adam divides each gradient by its own size, and a gradient that is
+0 in exact arithmetic (a convolution's bias before batch norm) is rounding noise whose sign moves the weight by the
+whole learning rate. In float32 that noise (~1e-8 of a gradient) is of the size of Adam's eps (1e-8) and DAFL's
+generator at rate 0.2 ends far apart on another CPU; in float64 (~1e-17) eps swamps it and the runs stay within
+~1e-12 of each other, so the test can compare them tightly. Even one step of DAFL's generator is ill-conditioned in
+float32 (a batch norm over a nearly constant channel divides by the square root of a variance that is mostly
+cancellation: ~1 % apart on another CPU), so its first batch and gradients are float64 too. What does not sum across
+ranks (each Lopes row is optimised alone; the cached teacher is trained by rank 0) stays in float32."""
 import os
 import signal
 import sys
@@ -18,6 +28,7 @@ from kd_repro.zskd import synthesize_impressions
 def main(out):
     if "RANK" in os.environ:
         dist.init_process_group("gloo")
+    torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
     images, labels = torch.randn(64, 1, 32, 32), torch.arange(64) % 10
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=16, shuffle=True,
@@ -32,8 +43,6 @@ def main(out):
     result = evaluate(student, [(images[:30], labels[:30]), (images[30:], labels[30:])])
     impressions = synthesize_impressions(teacher, torch.softmax(torch.randn(10, 10), 1), (1, 32, 32), (0.5,), (0.5,),
                                          steps=3, lr=0.05, batch_size=4, seed=2)
-    cached, info = train_teacher("hinton_student", "mnist", epochs=1, profile="smoke", train_limit=64, test_limit=64)
-    reconstructions, reconstructed_rows = lopes_reconstructions()
     torch.manual_seed(5)  # an untrained teacher, the same to the bit in every run
     dafl_teacher, dafl_student, generator = build_model("lenet5"), build_model("lenet5_half"), Generator(widths=(8, 4))
     generated = []
@@ -48,6 +57,9 @@ def main(out):
         uneven = None
     except ValueError as e:
         uneven = str(e)
+    torch.set_default_dtype(torch.float32)  # real images (float32) from here on; nothing below sums across ranks
+    cached, info = train_teacher("hinton_student", "mnist", epochs=1, profile="smoke", train_limit=64, test_limit=64)
+    reconstructions, reconstructed_rows = lopes_reconstructions()
     if world()[0] == 0:
         torch.save({"teacher": teacher.state_dict(), "student": student.state_dict(), "fit": fit_history,
                     "distill": distill_history, "evaluate": result, "impressions": impressions,

@@ -227,3 +227,52 @@ def test_random_mixup_blends_pairs_of_the_batch():
     assert torch.allclose(data.random_mixup(images[:1]), images[:1])  # a last batch of one passes unchanged
     with pytest.raises(ValueError, match="batch of inputs"):
         data.random_mixup(torch.zeros(3))
+
+
+def _broken_official_mnist_test(root, how):
+    "The official MNIST test files in `root/mnist`, the images file broken `how`: cut short or not gzip at all."
+    import shutil
+    shutil.copytree(data.SHIPPED / "mnist", root / "mnist")
+    images = root / "mnist" / "t10k-images-idx3-ubyte.gz"
+    images.write_bytes(images.read_bytes()[:5000] if how == "truncated" else b"<html>503 Service Unavailable</html>")
+    return images
+
+
+BROKEN = {"truncated": "is a truncated or damaged gzip file", "not gzip": "is not a gzip file"}
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_bad_file_in_the_data_folder_is_named_and_the_next_source_used(tmp_path, offline, how):
+    images = _broken_official_mnist_test(tmp_path, how)
+    with pytest.raises(data.BadDataFile, match=BROKEN[how]):
+        read_idx(images)
+    with pytest.warns(data.BadDataFileWarning) as caught:
+        ds, prov = get_dataset("mnist", "test", root=tmp_path)
+    message = str(caught[0].message)
+    assert str(images) in message and BROKEN[how] in message and "next source" in message
+    assert prov["source"] == "shipped with kd_repro" and prov["verified"] is True and len(ds) == 10_000
+
+
+@pytest.mark.parametrize("how", BROKEN)
+def test_a_bad_file_with_no_other_source_is_data_unavailable_naming_it(tmp_path, offline, monkeypatch, how):
+    images = _broken_official_mnist_test(tmp_path, how)
+    monkeypatch.setattr(data, "SOURCES", (data.from_folder,))
+    with pytest.warns(data.BadDataFileWarning), pytest.raises(DataUnavailable, match="no source has mnist test") as err:
+        get_dataset("mnist", "test", root=tmp_path)
+    assert f"Unreadable: {images} {BROKEN[how]}" in str(err.value)
+
+
+def test_kd_repro_data_prints_the_bad_file_and_uses_the_next_source(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    images = _broken_official_mnist_test(tmp_path, "truncated")
+    cli = Path(sys.executable).parent / "kd_repro"
+    env = {**__import__("os").environ, "KD_REPRO_DATA": str(tmp_path), "KD_REPRO_OFFLINE": "1"}
+    done = subprocess.run([str(cli), "data", "--profile", "smoke", "--no-install"], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warning = next(line for line in done.stdout.splitlines() if "warning:" in line)
+    assert str(images) in warning and BROKEN["truncated"] in warning
+    assert "mnist test (full): 10000 images from shipped with kd_repro, checksum verified" in done.stdout
+    assert "Traceback" not in done.stderr

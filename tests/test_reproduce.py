@@ -60,6 +60,20 @@ def test_only_runs_the_named_notebook_and_refreshes_readme(tiny_nbs, tmp_path):
     assert "old" not in text and "91.50" in text and text.startswith("# x\n")
 
 
+def test_the_cli_starts_kernels_without_a_network_port_or_its_warning(tiny_nbs, tmp_path):
+    "Kernels talk to kd_repro over Unix sockets: no port is opened, so ipykernel prints no transport warning."
+    from kd_repro.reproduce import local_kernel_manager
+    first, second = local_kernel_manager()(), local_kernel_manager()()
+    assert first.transport == ("ipc" if os.name == "posix" else "tcp")
+    assert first.ip != second.ip or first.transport == "tcp"  # kernels side by side (--jobs, torchrun) share no socket
+    cli = Path(sys.executable).parent / "kd_repro"
+    done = subprocess.run([str(cli), "reproduce", "--profile", "smoke", "--only", "good", "--nbs", str(tiny_nbs),
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "10_good ok" in done.stdout + done.stderr
+    assert "WARNING" not in done.stdout + done.stderr, done.stderr
+
+
 def test_results_md_from_saved_json(tmp_path):
     core.save_results("13_dafl", [core.result_row("Table 1", "DAFL", 97.0, 98.2, std=0.3)],
                       profile="quick", out_dir=tmp_path / "quick", title="DAFL")
