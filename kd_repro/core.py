@@ -40,7 +40,7 @@ PROFILES: dict[str, dict] = {
         "performance": {"repeats": 1, "epochs": 1, "dafl_batch": 32, "dafl_iterations": 1},
         "hinton": {"teacher_epochs": 1, "student_epochs": 1, "temperatures": [1, 20], "small_fraction": 0.1,
                    "small_epochs": 2, "n_clusters": 3, "specialist_images": 256, "specialist_epochs": 1,
-                   "combine_steps": 20, "seeds": [0]},
+                   "combine_steps": 20, "seeds": [0], "mnist_seeds": [0, 1]},
         "lopes": {"per_class": {"mlp": 3, "lenet": 3}, "steps": 5, "distill_epochs": 1, "student_epochs": 1,
                   "seeds": {"mlp": [0, 1], "lenet": [0]}, "teacher": {"mlp": {"init": "lopes"}, "lenet": {}}},
         "zskd": {"per_class": 2, "steps": 5, "lr": 0.05, "synthesis_batch": 256,

@@ -37,7 +37,8 @@ class HintonSettings:
     specialist_epochs: int = setting(10, "epochs of each specialist", budget=True)
     specialist_lr: float = setting(3e-4, "learning rate of each specialist (ours)")
     combine_steps: int = setting(300, "gradient steps of the specialists' combination per test batch (ours)", budget=True)
-    seeds: list = setting([0, 1, 2], "seeds of the repeated rows (ours)", budget=True)
+    seeds: list = setting([0, 1, 2], "seeds of the Fashion-MNIST rows (ours)", budget=True)
+    mnist_seeds: list = setting([0, 1, 2, 3, 4], "seeds of every MNIST student, paired across rows (ours)", budget=True)
 
 
 SETTINGS = HintonSettings()

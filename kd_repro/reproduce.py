@@ -28,8 +28,8 @@ from .core import PROFILES, SETTINGS_MODULES, get_profile, load_results, project
 # %% auto #0
 __all__ = ['NOTEBOOK_PATTERN', 'RANKS_TAG', 'README_START', 'README_END', 'short_name', 'list_notebooks', 'NotebookRun',
            'with_ranks_cell', 'local_kernel_manager', 'run_notebook', 'results_table', 'results_markdown',
-           'data_sources', 'refresh_readme', 'readme_body', 'stages', 'on_every_rank', 'reproduce', 'settings_text',
-           'main']
+           'data_sources', 'refresh_readme', 'headline_rows', 'readme_body', 'stages', 'on_every_rank', 'reproduce',
+           'settings_text', 'main']
 
 # %% ../nbs/90_reproduce.ipynb #b5dd677c
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_(\w+)\.ipynb$")
@@ -162,6 +162,18 @@ def _data_label(row: dict, record: dict) -> str:
                      for split, info in record.get("data", {}).items() if isinstance(info, dict)) or "—"
 
 
+def _value(r: dict) -> str:
+    "A row's reproduced value as RESULTS.md shows it: a verdict with its interval, or a mean ± std over n seeds."
+    if r.get("verdict"):
+        ends = f" [{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]" if r.get("ci_low") is not None else " (one seed)"
+        mde = r.get("mde")
+        detectable = f", detectable {_fmt(mde)}" if r["verdict"] == "inconclusive" and mde is not None else ""
+        return f"**{r['verdict']}**: {_fmt(r['reproduced'])}{ends}{detectable}"
+    value = _fmt(r["reproduced"]) + (f" ± {_fmt(r.get('std'))}" if r.get("std") is not None else "")
+    values = r.get("values")
+    return value + (f" (n = {len(values)})" if isinstance(values, list) and len(values) > 1 else "")
+
+
 def results_table(record: dict) -> str:
     "Markdown tables (one per paper table) of the rows of one results record."
     parts = []
@@ -170,7 +182,7 @@ def results_table(record: dict) -> str:
                  "|---|---|---:|---:|---:|---:|---|"]
         for r in rows.to_dict("records"):
             r = {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
-            value = _fmt(r["reproduced"]) + (f" ± {_fmt(r.get('std'))}" if r.get("std") is not None else "")
+            value = _value(r)
             lines.append(f"| {r['row']} | {r.get('metric') or '—'} | {_fmt(r.get('paper'))} | {value} | "
                          f"{_fmt(r.get('delta'))} | {_fmt(r.get('seconds'), 1)} | {_data_label(r, record)} |")
         parts.append("\n".join(lines))
@@ -247,12 +259,38 @@ def refresh_readme(readme, body: str) -> bool:
     return True
 
 
+def headline_rows(out_dir) -> list[dict]:
+    "Per notebook with verdicts: its headline verdict row, how many of its claims hold, fail, are inconclusive, its seconds."
+    out_dir, runs, found = Path(out_dir), _load_runs(Path(out_dir)), []
+    for path in sorted((out_dir / "results").glob("*.json")):
+        try:
+            record = load_results(path)
+        except ValueError:
+            continue
+        verdicts = [r for r in record["rows"] if r.get("verdict")]
+        if verdicts:
+            counts = {k: sum(r["verdict"] == k for r in verdicts) for k in ("holds", "fails", "inconclusive")}
+            found.append({"notebook": path.stem, "title": record.get("title") or "",
+                          "headline": next((r for r in verdicts if r.get("headline")), verdicts[0]), **counts,
+                          "claims": len(verdicts), "seconds": runs.get(path.stem, {}).get("seconds", record.get("seconds"))})
+    return found
+
+
 def readme_body(out_dir, profile: str) -> str:
-    "The README's share of RESULTS.md: every notebook's tables, without the run log."
-    md = results_markdown(out_dir, profile)
-    sections = md.split("\n## ", 1)
-    body = ("## " + sections[1]) if len(sections) > 1 else "(no results yet)"
-    return (f"Profile `{profile}`, from `reports/{profile}/RESULTS.md`.\n\n" + body).replace("\n## ", "\n### ")
+    "The README's results: one headline verdict per paper notebook, and a link to every row in RESULTS.md."
+    rows = headline_rows(out_dir)
+    lines = [f"Profile `{profile}`: each paper notebook's headline claim, decided by the 95 % interval of a paired "
+             f"difference over seeds (`kd_repro.stats`; inconclusive ones give the smallest effect their seeds could "
+             f"detect), and how many of its claims hold, fail or stay inconclusive. Every row, each verdict and each "
+             f"seed's value: [`reports/{profile}/RESULTS.md`](reports/{profile}/RESULTS.md).", "",
+             "| notebook | headline claim | verdict: mean [95 % CI] | hold / fail / inconclusive | minutes |",
+             "|---|---|---|---|---:|"]
+    for r in rows:
+        h = r["headline"]
+        unit = f" {h['metric']}" if h.get("metric") and h["metric"] != "points" else ""
+        lines.append(f"| `{r['notebook']}` {r['title']} | {h['row']} | {_value(h)}{unit} | {r['holds']} / {r['fails']} "
+                     f"/ {r['inconclusive']} of {r['claims']} | {_fmt(r['seconds'] / 60 if r['seconds'] else None, 1)} |")
+    return "\n".join(lines) if rows else "(no results yet)"
 
 # %% ../nbs/90_reproduce.ipynb #67cae60e
 def _absolute_env_paths():

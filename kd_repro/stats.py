@@ -39,7 +39,13 @@ def _finite(values, what: str) -> list[float]:
 
 def paired_differences(method, baseline) -> list[float]:
     "method − baseline per seed, in seed order: two lists of equal length, or two mappings over the same seeds."
+    return _paired(method, baseline)[1]
+
+
+def _paired(method, baseline) -> tuple[list | None, list[float]]:
+    "(the seeds, when both runs are keyed by seed, else None; method − baseline per seed)."
     a, b = _by_seed(method), _by_seed(baseline)
+    seeds = None
     if (a is None) != (b is None):
         raise ValueError("give both runs as lists in seed order or both keyed by seed, not one of each")
     if a is not None:
@@ -50,7 +56,7 @@ def paired_differences(method, baseline) -> list[float]:
     method, baseline = _finite(method, "method"), _finite(baseline, "baseline")
     if len(method) != len(baseline):
         raise ValueError(f"paired runs need one value per seed each, got {len(method)} and {len(baseline)}")
-    return [m - b for m, b in zip(method, baseline)]
+    return seeds, [m - b for m, b in zip(method, baseline)]
 
 # %% ../nbs/04_stats.ipynb #ebf1f3c2
 LEVEL, POWER = 0.95, 0.8
@@ -105,34 +111,41 @@ class Verdict:
     direction: int = 1
     unit: str = "points"
     headline: bool = False  # the notebook's main claim, shown in the README
+    seeds: tuple | None = None  # the seed of each value, when known
 
     def __str__(self):
-        side = ">" if self.direction > 0 else "<"
-        ends = "no interval, one seed" if not math.isfinite(self.low) else f"[{self.low:+.2f}, {self.high:+.2f}]"
-        text = (f"{self.verdict:<12}  {self.claim}: {self.mean:+.2f} {self.unit} {ends} "
-                f"(95 % CI, {len(self.values)} seed{'s' if len(self.values) != 1 else ''}; claim {side} {self.threshold:g})")
+        side, n = (">" if self.direction > 0 else "<"), len(self.values)
+        ends = (f"[{self.low:+.2f}, {self.high:+.2f}] (95 % CI, {n} seeds" if math.isfinite(self.low)
+                else f"(one seed, no interval")
+        text = f"{self.verdict:<12}  {self.claim}: {self.mean:+.2f} {self.unit} {ends}; claim {side} {self.threshold:.4g})"
         if self.verdict == "inconclusive":
             text += f"; detectable effect {self.mde:.2f}" if math.isfinite(self.mde) else "; needs ≥ 2 seeds"
         return text
 
 
 def decide(values, claim: str, *, threshold: float = 0.0, direction: int = 1, unit: str = "points",
-           headline: bool = False, level: float = LEVEL) -> Verdict:
+           headline: bool = False, seeds=None, level: float = LEVEL) -> Verdict:
     "The verdict on `claim` = 'the per-seed quantity `values` lies above `threshold`' (below for `direction=-1`)."
     if direction not in (1, -1):
         raise ValueError(f"direction is 1 (the claim: above the threshold) or -1 (below), got {direction!r}")
+    if seeds is None and (keyed := _by_seed(values)) is not None:
+        seeds = sorted(keyed)
+        values = [keyed[s] for s in seeds]
     values = _finite(values, f"the values of {claim!r}")
+    if seeds is not None and len(seeds) != len(values):
+        raise ValueError(f"{claim!r}: {len(values)} values for seeds {list(seeds)}")
     mean, low, high = confidence_interval(values, level)
     above, below = low > threshold, high < threshold
     verdict = ("holds" if above else "fails" if below else "inconclusive") if direction > 0 else \
               ("holds" if below else "fails" if above else "inconclusive")
     return Verdict(claim, verdict, mean, low, high, minimum_detectable_effect(values, level), tuple(values),
-                   threshold, direction, unit, headline)
+                   threshold, direction, unit, headline, None if seeds is None else tuple(seeds))
 
 
 def compare(method, baseline, claim: str, **kwargs) -> Verdict:
     "The verdict on `claim` = 'method beats baseline' (`direction=-1`: falls below it), from paired per-seed values."
-    return decide(paired_differences(method, baseline), claim, **kwargs)
+    seeds, differences = _paired(method, baseline)
+    return decide(differences, claim, **{"seeds": seeds, **kwargs})
 
 # %% ../nbs/04_stats.ipynb #e62c61a6
 def seed_row(table: str, row: str, values, paper=None, *, seeds, **extra) -> dict:
@@ -145,12 +158,19 @@ def seed_row(table: str, row: str, values, paper=None, *, seeds, **extra) -> dic
     return result_row(table, row, statistics.fmean(values), paper, std=std, values=values, seeds=seeds, **extra)
 
 
-def verdict_rows(verdicts, seeds, table: str = "verdicts") -> list[dict]:
-    "One result row per verdict: the claim, the mean quantity, its interval, the detectable effect and the per-seed values."
-    return [result_row(table, v.claim, v.mean, None, metric=v.unit, verdict=v.verdict, ci_low=v.low, ci_high=v.high,
-                       mde=v.mde if math.isfinite(v.mde) else None, threshold=v.threshold, direction=v.direction,
-                       values=list(v.values), seeds=list(seeds)[:len(v.values)], headline=v.headline)
-            for v in verdicts]
+def verdict_rows(verdicts, seeds=None, table: str = "verdicts") -> list[dict]:
+    "One result row per verdict: the claim, the mean quantity, its interval, the detectable effect, the per-seed values and their seeds (the verdict's own, else `seeds`)."
+    rows = []
+    for v in verdicts:
+        known = list(v.seeds) if v.seeds is not None else None if seeds is None else list(seeds)
+        if known is not None and len(known) != len(v.values):
+            raise ValueError(f"{v.claim!r}: {len(v.values)} values but seeds {known}")
+        rows.append(result_row(table, v.claim, v.mean, None, metric=v.unit, verdict=v.verdict,
+                               ci_low=v.low if math.isfinite(v.low) else None,
+                               ci_high=v.high if math.isfinite(v.high) else None,
+                               mde=v.mde if math.isfinite(v.mde) else None, threshold=v.threshold,
+                               direction=v.direction, values=list(v.values), seeds=known, headline=v.headline))
+    return rows
 
 
 def print_verdicts(verdicts, title: str | None = None):

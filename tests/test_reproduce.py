@@ -22,7 +22,10 @@ def _notebook(path: Path, body: str):
 
 
 SAVE = ("from kd_repro.core import save_results, result_row\n"
-        "save_results('{name}', [result_row('Table 1', 'teacher', 91.5, 98.91)], profile=profile, out_dir=out_dir)")
+        "from kd_repro.stats import decide, verdict_rows\n"
+        "save_results('{name}', [result_row('Table 1', 'teacher', 91.5, 98.91)]\n"
+        "             + verdict_rows([decide([1.0, 2.0, 1.5], 'the method beats its baseline', headline=True)]),\n"
+        "             profile=profile, out_dir=out_dir)")
 
 
 @pytest.fixture
@@ -57,7 +60,8 @@ def test_only_runs_the_named_notebook_and_refreshes_readme(tiny_nbs, tmp_path):
                      log=lambda *a, **k: None) == 0
     assert [p.name for p in (tmp_path / "r" / "smoke" / "results").iterdir()] == ["10_good.json"]
     text = readme.read_text()
-    assert "old" not in text and "91.50" in text and text.startswith("# x\n")
+    assert "\nold\n" not in text and "the method beats its baseline | **holds**: 1.50 [" in text and text.startswith("# x\n")
+    assert "reports/smoke/RESULTS.md" in text
 
 
 def test_the_cli_starts_kernels_without_a_network_port_or_its_warning(tiny_nbs, tmp_path):
