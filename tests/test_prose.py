@@ -22,8 +22,10 @@ def _numbers_of(row: dict, key: str) -> list[float]:
 
 
 def _written(v: float) -> set[str]:
-    """How prose would write `v`: with two decimals, or with one where it is 10 or more (an accuracy); short decimals
-    below 10 (0.1, 3.5) are settings far more often than results and are left out."""
+    """How prose would write `v`: with two decimals, or with one where it is 10 or more (an accuracy). Short decimals
+    below 10 (0.1, 3.5) and anything below 0.1 (0.05, 0.01) are settings far more often than results: left out."""
+    if abs(v) < 0.1:
+        return set()
     return {f"{abs(v):.2f}"} | ({f"{abs(v):.1f}"} if abs(v) >= 10 else set())
 
 
