@@ -16,7 +16,7 @@ from .core import result_row
 
 # %% auto #0
 __all__ = ['LEVEL', 'POWER', 'VERDICTS', 'paired_differences', 'confidence_interval', 'minimum_detectable_effect', 'Verdict',
-           'decide', 'compare', 'seed_row', 'verdict_rows', 'print_verdicts']
+           'decide', 'compare', 'per_seed', 'seed_row', 'verdict_rows', 'print_verdicts']
 
 # %% ../nbs/04_stats.ipynb #f8b756a1
 def _by_seed(values) -> dict | None:
@@ -148,6 +148,18 @@ def compare(method, baseline, claim: str, **kwargs) -> Verdict:
     return decide(differences, claim, **{"seeds": seeds, **kwargs})
 
 # %% ../nbs/04_stats.ipynb #e62c61a6
+def per_seed(runs, column: str = "accuracy", **where) -> dict:
+    "{seed: value of `column`} over the rows of a runs table (a DataFrame with a `seed` column) that match `where`."
+    chosen = runs
+    for name, value in where.items():
+        chosen = chosen[chosen[name] == value]
+    if chosen.empty:
+        raise ValueError(f"no runs with {where}: nothing to pair")
+    if chosen.seed.duplicated().any():
+        raise ValueError(f"runs with {where} hold a seed more than once: narrow `where` to one value per seed")
+    return chosen.set_index("seed")[column].to_dict()
+
+
 def seed_row(table: str, row: str, values, paper=None, *, seeds, **extra) -> dict:
     "A result row whose `reproduced` is the mean over seeds, `std` their spread (None for one), `values` each seed's."
     values = [float(v) for v in values]
